@@ -1,0 +1,42 @@
+//! The plugin model of pingap: what a plugin is, when it runs, and how a chain of them is run.
+//!
+//! A plugin is a value built once from its `[plugins.NAME]` table (see [`Registry`]) and shared by
+//! every location that names it. For each request that reaches such a location the proxy runs the
+//! location's [`Chain`] at each [`Phase`]:
+//!
+//! | phase | runs | may |
+//! |---|---|---|
+//! | [`Phase::Request`] | in priority order, highest first | answer the request ([`Flow::Respond`]) |
+//! | [`Phase::UpstreamRequest`] | in priority order | change the request sent upstream |
+//! | [`Phase::ResponseHeaders`] | in reverse order | change the response header |
+//! | [`Phase::ResponseBody`] | in reverse order | change each body chunk |
+//! | [`Phase::Logging`] | in reverse order | observe the finished request |
+//!
+//! A [`Flow::Respond`] ends the request phase. The response phases still run for the plugins that
+//! had already run (the responder included), so for example CORS headers reach a 401 produced by
+//! an authentication plugin that runs after CORS.
+//!
+//! This crate knows nothing of config files or of the proxy: the proxy hands each phase the
+//! request or response header and a per-request [`Ctx`], and renders [`Response`]s itself.
+
+mod builtin;
+mod chain;
+mod ctx;
+mod error;
+mod phase;
+mod plugin;
+mod registry;
+mod response;
+pub mod settings;
+
+pub use chain::Chain;
+pub use ctx::Ctx;
+pub use error::{BuildError, PluginError};
+pub use phase::{Phase, Phases};
+pub use plugin::{Flow, Instance, Plugin};
+pub use registry::{BuildContext, PluginType, Registry};
+pub use response::Response;
+pub use settings::Settings;
+
+/// Re-exported so that plugins and the proxy agree on the header types.
+pub use pingora_http::{RequestHeader, ResponseHeader};

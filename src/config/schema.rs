@@ -1,0 +1,242 @@
+//! Stage 1 of the configuration: serde structs that mirror the TOML exactly.
+//!
+//! Nothing here has logic beyond parsing single values; names are resolved and everything is
+//! checked in [`super::validate`] and compiled in [`crate::runtime::compile`]. Every struct
+//! rejects unknown keys, so a misspelt key is an error rather than an ignored line. Optional keys
+//! are `Option`s: defaults live where the config is compiled, next to their documentation.
+
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::values::{ConfigDuration, OneOrMany};
+
+/// The whole configuration, merged from every file.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Config {
+    /// `[basic]`: process-wide settings.
+    pub basic: Basic,
+    /// `[upstreams.NAME]`: pools of backends.
+    pub upstreams: IndexMap<String, Upstream>,
+    /// `[locations.NAME]`: what to match and where to send it.
+    pub locations: IndexMap<String, Location>,
+    /// `[servers.NAME]`: listeners and the locations they serve.
+    pub servers: IndexMap<String, Server>,
+    /// `[plugins.NAME]`: plugin instances, referenced by locations.
+    pub plugins: IndexMap<String, Plugin>,
+    /// `[certificates.NAME]`: certificates chosen by SNI.
+    pub certificates: IndexMap<String, Certificate>,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: Option<Metrics>,
+    /// `[tracing]`: OpenTelemetry export.
+    pub tracing: Option<Tracing>,
+    /// `[admin]`: the admin API and dashboard.
+    pub admin: Option<Admin>,
+}
+
+/// `[basic]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Basic {
+    /// A name for this instance, used in logs.
+    pub name: Option<String>,
+    /// Worker threads per server (default: the number of CPUs).
+    pub threads: Option<usize>,
+    /// Whether worker threads steal work from each other (default true).
+    pub work_stealing: Option<bool>,
+    /// Where to write the process id when running as a daemon.
+    pub pid_file: Option<PathBuf>,
+    /// The unix socket used to hand listeners over in a graceful upgrade.
+    pub upgrade_sock: Option<PathBuf>,
+    /// User to switch to after daemonizing.
+    pub user: Option<String>,
+    /// Group to switch to after daemonizing.
+    pub group: Option<String>,
+    /// An HTML file used for error pages instead of the built-in one.
+    pub error_template: Option<PathBuf>,
+    /// How long in-flight requests may take to finish after SIGTERM (default 10s).
+    pub graceful_shutdown_timeout: Option<ConfigDuration>,
+    /// Log filter, e.g. `"info"` or `"info,pingap::proxy=debug"` (default `"info"`).
+    pub log_level: Option<String>,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Idle upstream connections kept per process (default 128).
+    pub upstream_keepalive_pool_size: Option<usize>,
+}
+
+/// `algorithm` of an upstream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Each backend in turn.
+    #[default]
+    RoundRobin,
+    /// Each backend in turn, in proportion to its weight.
+    WeightedRoundRobin,
+    /// The backend with the fewest requests in flight.
+    LeastConnections,
+    /// A backend chosen by the client address.
+    IpHash,
+    /// A backend chosen by a request key on a hash ring.
+    ConsistentHash,
+}
+
+/// `[upstreams.NAME]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Backends as `"host:port"` or `"host:port weight"`.
+    #[serde(default)]
+    pub addrs: Vec<String>,
+    /// How a backend is chosen.
+    pub algorithm: Option<Algorithm>,
+    /// For `consistent_hash`: `ip`, `uri`, `path`, `header:NAME`, `cookie:NAME` or `query:NAME`.
+    pub hash_key: Option<String>,
+    /// Active health check URL: `http://host/path`, `https://…` or `tcp://`.
+    pub health_check: Option<String>,
+    /// Connect to the backends over TLS.
+    pub tls: Option<bool>,
+    /// SNI (and certificate name) for TLS to the backends; setting it turns TLS on.
+    pub sni: Option<String>,
+    /// Time allowed to establish a connection (default 10s).
+    pub connection_timeout: Option<ConfigDuration>,
+    /// Time allowed between two reads from the backend (default 60s).
+    pub read_timeout: Option<ConfigDuration>,
+    /// Time allowed between two writes to the backend (default 60s).
+    pub write_timeout: Option<ConfigDuration>,
+    /// How long an idle pooled connection is kept (default 60s).
+    pub idle_timeout: Option<ConfigDuration>,
+}
+
+/// `[locations.NAME]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// The upstream requests are proxied to.
+    pub upstream: Option<String>,
+    /// Hosts matched: exact, `*.example.com` or `~regex`; any host when absent.
+    pub host: Option<OneOrMany>,
+    /// Path matched: a prefix, `=/exact` or `~regex`; every path when absent.
+    pub path: Option<String>,
+    /// Overrides the computed matching order: higher goes first (default 0).
+    pub priority: Option<i32>,
+    /// Plugin instances run for requests that match, by name.
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    /// Rewrite of the path sent upstream.
+    pub rewrite: Option<String>,
+    /// Headers appended to the request sent upstream, `"Name: value"`.
+    #[serde(default)]
+    pub headers_add: Vec<String>,
+    /// Headers set (replaced) on the request sent upstream.
+    #[serde(default)]
+    pub headers_set: Vec<String>,
+    /// Headers removed from the request sent upstream, by name.
+    #[serde(default)]
+    pub headers_remove: Vec<String>,
+    /// Headers appended to the response.
+    #[serde(default)]
+    pub response_headers_add: Vec<String>,
+    /// Headers set (replaced) on the response.
+    #[serde(default)]
+    pub response_headers_set: Vec<String>,
+    /// Headers removed from the response, by name.
+    #[serde(default)]
+    pub response_headers_remove: Vec<String>,
+}
+
+/// `[servers.NAME]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// The listen address, `ip:port` (`[::]:port` for IPv6).
+    pub addr: String,
+    /// The locations served, by name.
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Where to write the access log.
+    pub access_log: Option<String>,
+    /// Certificate chain for HTTPS: a PEM file path or inline PEM.
+    pub tls_cert: Option<String>,
+    /// Private key for HTTPS: a PEM file path or inline PEM.
+    pub tls_key: Option<String>,
+    /// Worker threads for this server (default `basic.threads`).
+    pub threads: Option<usize>,
+}
+
+/// `[plugins.NAME]`: a type, an optional priority, and the type's own settings.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct Plugin {
+    /// The plugin type, e.g. `"jwt"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Overrides the type's default priority; higher runs first.
+    pub priority: Option<i32>,
+    /// Every other key, checked by the plugin type itself.
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+/// `[certificates.NAME]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// Host names served with this certificate (default: its subject alternative names).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Certificate chain: a PEM file path or inline PEM.
+    pub tls_cert: Option<String>,
+    /// Private key: a PEM file path or inline PEM.
+    pub tls_key: Option<String>,
+    /// Obtain the certificate from an ACME directory (e.g. `"lets_encrypt"`).
+    pub acme: Option<String>,
+    /// Serve this certificate when no other matches the SNI.
+    pub is_default: Option<bool>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Whether the endpoint is served.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Listen address of the endpoint.
+    pub addr: Option<String>,
+    /// Path of the endpoint (default `/metrics`).
+    pub path: Option<String>,
+}
+
+/// `[tracing]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    /// Whether spans are exported.
+    #[serde(default)]
+    pub enabled: bool,
+    /// OTLP collector endpoint.
+    pub endpoint: Option<String>,
+    /// `service.name` of the spans.
+    pub service_name: Option<String>,
+    /// Fraction of requests traced, 0 to 1.
+    pub sample_ratio: Option<f64>,
+    /// `grpc` or `http`.
+    pub protocol: Option<String>,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Whether the admin API and dashboard are served.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Listen address.
+    pub addr: Option<String>,
+    /// User name for basic authentication.
+    pub user: Option<String>,
+    /// Password for basic authentication.
+    pub password: Option<String>,
+}

@@ -1,0 +1,66 @@
+//! Graceful shutdown that ends as soon as the requests in flight are done.
+//!
+//! On SIGTERM Pingora stops accepting, closes idle connections, then waits its whole grace
+//! period however few requests are left. This background service waits only until no request is
+//! in flight (bounded by `basic.graceful_shutdown_timeout`) and then ends the process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::time::Instant;
+
+use crate::proxy::ctx::InFlight;
+
+/// How often the in-flight count is checked while draining.
+const POLL: Duration = Duration::from_millis(10);
+
+/// The drain service.
+pub struct Drain {
+    /// Requests in flight.
+    pub in_flight: Arc<InFlight>,
+    /// The longest wait for them.
+    pub timeout: Duration,
+    /// A pid file to remove on exit (daemon mode).
+    pub pid_file: Option<PathBuf>,
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
+        let waiting = self.in_flight.count();
+        tracing::info!(
+            in_flight = waiting,
+            timeout = ?self.timeout,
+            "shutting down: no longer accepting connections, waiting for requests in flight"
+        );
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = self.in_flight.count();
+            if left == 0 {
+                tracing::info!("shut down: every request finished");
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    in_flight = left,
+                    "shut down: graceful_shutdown_timeout reached, dropping requests in flight"
+                );
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        if let Some(pid_file) = &self.pid_file {
+            let _ = std::fs::remove_file(pid_file);
+        }
+        std::process::exit(0);
+    }
+}

@@ -1,0 +1,174 @@
+//! The process around Pingora's `Server`: listeners bound up front, one proxy service per
+//! server, signal handling and reload, graceful drain.
+
+mod drain;
+pub mod listeners;
+mod reload;
+mod signals;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pingap_plugins::Registry;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::http_proxy_service_with_name;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
+
+use crate::config::Source;
+use crate::proxy::Proxy;
+use crate::proxy::ctx::InFlight;
+use crate::runtime::{Compiled, ProcessPlan, RuntimeHandle};
+pub use reload::{ReloadError, Reloader};
+
+/// How the process was asked to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFlags {
+    /// Detach and run in the background (`-d`).
+    pub daemon: bool,
+    /// Take the listeners over from a running pingap (`-u`).
+    pub upgrade: bool,
+}
+
+/// Why the process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("server \"{server}\" cannot listen on {addr}: {source}")]
+    Listen {
+        /// The server.
+        server: String,
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Starts serving `compiled` and runs until shut down.
+///
+/// Returns once the listeners are bound and Pingora has stopped; a graceful shutdown ends the
+/// process from the drain service instead (see [`drain`]).
+pub fn run(
+    source: Source,
+    registry: Registry,
+    compiled: Compiled,
+    flags: RunFlags,
+) -> Result<(), StartError> {
+    let Compiled { runtime, plan, .. } = compiled;
+    let signals = signals::register().map_err(StartError::Signals)?;
+    let runtime = Arc::new(RuntimeHandle::new(runtime));
+    let in_flight = Arc::new(InFlight::default());
+
+    let opt = Opt {
+        upgrade: flags.upgrade,
+        daemon: flags.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&plan, flags));
+    // In an upgrade this receives the listeners of the old process.
+    server.bootstrap();
+
+    let mut listeners = plan.listeners.clone();
+    for listener in &mut listeners {
+        let bound = if flags.upgrade {
+            None
+        } else {
+            let socket = listeners::bind(listener.addr).map_err(|source| StartError::Listen {
+                server: listener.server.clone(),
+                addr: listener.addr,
+                source,
+            })?;
+            listener.addr = socket.local_addr().map_err(|source| StartError::Listen {
+                server: listener.server.clone(),
+                addr: listener.addr,
+                source,
+            })?;
+            Some(socket)
+        };
+        let addr = listener.addr.to_string();
+        let proxy = Proxy::new(
+            listener.server.clone(),
+            listener.tls.is_some(),
+            runtime.clone(),
+            in_flight.clone(),
+        );
+        let mut service = http_proxy_service_with_name(
+            &server.configuration,
+            proxy,
+            &format!("server {}", listener.server),
+        );
+        service.threads = listener.threads;
+        match &listener.tls {
+            Some(resolver) => {
+                let mut settings =
+                    TlsSettings::intermediate("", "").map_err(|e| StartError::Listen {
+                        server: listener.server.clone(),
+                        addr: listener.addr,
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                settings.set_cert_resolver(resolver.clone());
+                settings.enable_h2();
+                service.add_tls_with_settings(&addr, None, settings);
+            }
+            None => service.add_tcp(&addr),
+        }
+        match bound {
+            Some(socket) => server.add_service(listeners::PreBound::new(service, addr, socket)),
+            None => server.add_service(listeners::PreBound::adopting(service)),
+        };
+        let scheme = if listener.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(server = %listener.server, addr = %listener.addr, "listening on {scheme}://{}", listener.addr);
+    }
+
+    server.add_service(background_service(
+        "drain",
+        drain::Drain {
+            in_flight,
+            timeout: plan.graceful_shutdown_timeout,
+            pid_file: plan.pid_file.clone().filter(|_| flags.daemon),
+        },
+    ));
+
+    let reloader = Reloader::new(source, registry, runtime, listeners);
+    let signals = signals::SignalWatch::new(signals, reloader);
+    tracing::info!(
+        pid = std::process::id(),
+        "pingap {} started",
+        env!("CARGO_PKG_VERSION")
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    Ok(())
+}
+
+/// Pingora's settings for this process.
+fn server_conf(plan: &ProcessPlan, flags: RunFlags) -> ServerConf {
+    let mut conf = ServerConf {
+        daemon: flags.daemon,
+        threads: plan.threads,
+        work_stealing: plan.work_stealing,
+        upgrade_sock: plan.upgrade_sock.display().to_string(),
+        user: plan.user.clone(),
+        group: plan.group.clone(),
+        upstream_keepalive_pool_size: plan.upstream_keepalive_pool_size,
+        // The drain service ends the process once requests are done; Pingora's own wait is
+        // only the backstop.
+        grace_period_seconds: Some(plan.graceful_shutdown_timeout.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    if let Some(pid_file) = &plan.pid_file {
+        conf.pid_file = pid_file.display().to_string();
+    }
+    conf
+}

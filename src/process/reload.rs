@@ -1,0 +1,117 @@
+//! Reloading the configuration: read, validate, compile, swap, on one code path.
+//!
+//! A configuration that fails any step is rejected and the running one stays. Listeners belong
+//! to the process, so a reload that would add, remove or move one is rejected too: that takes a
+//! graceful upgrade (start `pingap -u`, then send SIGQUIT to the old process).
+
+use std::sync::Arc;
+
+use pingap_plugins::Registry;
+
+use crate::config::{ConfigErrors, Source};
+use crate::runtime::{ListenerPlan, RuntimeHandle, compile};
+
+/// Why a reload was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new configuration has errors.
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+    /// The listeners changed.
+    #[error(
+        "the listeners changed ({0}); that needs a graceful upgrade: start `pingap -u` with the new configuration, then send SIGQUIT to this process"
+    )]
+    ListenersChanged(String),
+}
+
+/// Reloads configurations from a source into a runtime handle.
+pub struct Reloader {
+    source: Source,
+    registry: Registry,
+    runtime: Arc<RuntimeHandle>,
+    listeners: Vec<ListenerPlan>,
+}
+
+impl Reloader {
+    /// A reloader for the process started with `listeners`.
+    pub fn new(
+        source: Source,
+        registry: Registry,
+        runtime: Arc<RuntimeHandle>,
+        listeners: Vec<ListenerPlan>,
+    ) -> Self {
+        Reloader {
+            source,
+            registry,
+            runtime,
+            listeners,
+        }
+    }
+
+    /// Reloads; returns the new generation and a summary.
+    pub fn reload(&self) -> Result<(u64, String), ReloadError> {
+        let loaded = self.source.load()?;
+        let current = self.runtime.load();
+        let compiled = compile(&loaded, &self.registry, Some(&current))?;
+        self.check_listeners(&compiled.plan.listeners)?;
+        for warning in &compiled.warnings {
+            tracing::warn!("{warning}");
+        }
+        // Hand new certificates to the running listeners.
+        for (running, new) in self.listeners.iter().zip(&compiled.plan.listeners) {
+            if let (Some(running), Some(new)) = (&running.tls, &new.tls) {
+                running.replace(new.current());
+            }
+        }
+        let summary = compiled.summary();
+        let generation = self.runtime.install(compiled.runtime);
+        Ok((generation, summary))
+    }
+
+    /// Reloads and logs the outcome.
+    pub fn reload_and_log(&self) {
+        match self.reload() {
+            Ok((generation, summary)) => {
+                tracing::info!(
+                    generation,
+                    "configuration reloaded from {}: {summary}",
+                    self.source
+                );
+            }
+            Err(e) => tracing::error!(
+                generation = self.runtime.load().generation,
+                "configuration reload from {} rejected, keeping the running one: {e}",
+                self.source
+            ),
+        }
+    }
+
+    fn check_listeners(&self, new: &[ListenerPlan]) -> Result<(), ReloadError> {
+        let describe = |plans: &[ListenerPlan]| -> Vec<String> {
+            plans
+                .iter()
+                .map(|l| {
+                    let scheme = if l.tls.is_some() { "https" } else { "http" };
+                    format!("{}={scheme}://{}", l.server, l.addr)
+                })
+                .collect()
+        };
+        let (running, wanted) = (describe(&self.listeners), describe(new));
+        // Port 0 was resolved to a real port at start; compare what was asked for.
+        let same = running.len() == wanted.len()
+            && self.listeners.iter().zip(new).all(|(r, n)| {
+                r.server == n.server
+                    && r.tls.is_some() == n.tls.is_some()
+                    && (r.addr == n.addr || (n.addr.port() == 0 && r.addr.ip() == n.addr.ip()))
+            });
+        if same {
+            Ok(())
+        } else {
+            Err(ReloadError::ListenersChanged(format!(
+                "running: {}; new: {}",
+                running.join(", "),
+                wanted.join(", ")
+            )))
+        }
+    }
+}

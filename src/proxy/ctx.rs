@@ -1,0 +1,89 @@
+//! The per-request context of the proxy, and the count of requests in flight.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pingap_plugins::Ctx;
+
+use crate::runtime::{Location, Runtime};
+
+/// Requests being served right now, across all servers; graceful shutdown waits for zero.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+}
+
+impl InFlight {
+    /// Counts a request until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(self.clone())
+    }
+
+    /// How many requests are in flight.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+/// Keeps a request counted in [`InFlight`].
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// What the proxy knows about one request, from its header to its log line.
+pub struct RequestCtx {
+    /// The snapshot this request is served from, loaded once when it starts.
+    pub runtime: Option<Arc<Runtime>>,
+    /// The matched location.
+    pub location: Option<Arc<Location>>,
+    /// How many bytes of the path the location's pattern matched (for prefix rewrites).
+    pub matched_len: usize,
+    /// The request host, lower-cased, without port.
+    pub host: String,
+    /// The path and query as received, kept when a rewrite changes them.
+    pub original_uri: Option<String>,
+    /// What the plugins share.
+    pub plugin: Ctx,
+    /// Whether the TCP peer is a trusted proxy.
+    pub peer_trusted: bool,
+    _in_flight: InFlightGuard,
+}
+
+impl RequestCtx {
+    /// A context for a new request.
+    pub fn new(in_flight: InFlightGuard) -> Self {
+        RequestCtx {
+            runtime: None,
+            location: None,
+            matched_len: 0,
+            host: String::new(),
+            original_uri: None,
+            plugin: Ctx::default(),
+            peer_trusted: false,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_count_requests() {
+        let in_flight = Arc::new(InFlight::default());
+        let first = in_flight.enter();
+        let second = in_flight.enter();
+        assert_eq!(in_flight.count(), 2);
+        drop(first);
+        assert_eq!(in_flight.count(), 1);
+        drop(second);
+        assert_eq!(in_flight.count(), 0);
+    }
+}

@@ -1,0 +1,314 @@
+//! The Pingora `ProxyHttp` implementation: each phase of a request calls the router, the
+//! location's plugins, the upstream pool and the header rules of the runtime snapshot the request
+//! started with.
+//!
+//! | Pingora phase | what pingap does |
+//! |---|---|
+//! | `new_ctx` | counts the request in flight |
+//! | `request_filter` | loads the snapshot, routes (404 if nothing matches), runs the request phase of the plugins, rewrites the path |
+//! | `upstream_peer` | picks a backend of the location's upstream |
+//! | `upstream_request_filter` | `X-Forwarded-*`, request header rules, upstream-request plugins |
+//! | `response_filter` | response header rules, response-header plugins |
+//! | `response_body_filter` | response-body plugins |
+//! | `fail_to_proxy` | maps the error to a status and an error page ([`errors`]) |
+//! | `logging` | logging plugins |
+
+pub mod ctx;
+pub mod error_page;
+pub mod errors;
+pub mod forwarded;
+mod respond;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::StatusCode;
+use pingap_plugins::Flow;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use crate::router::host::normalize_host;
+use crate::runtime::{Location, RuntimeHandle};
+use crate::vars::VarContext;
+use ctx::{InFlight, RequestCtx};
+use respond::Reply;
+
+/// The proxy logic of one server (listener).
+pub struct Proxy {
+    server: String,
+    tls: bool,
+    runtime: Arc<RuntimeHandle>,
+    in_flight: Arc<InFlight>,
+}
+
+impl Proxy {
+    /// The proxy for server `server`, serving from the snapshots of `runtime`.
+    pub fn new(
+        server: impl Into<String>,
+        tls: bool,
+        runtime: Arc<RuntimeHandle>,
+        in_flight: Arc<InFlight>,
+    ) -> Self {
+        Proxy {
+            server: server.into(),
+            tls,
+            runtime,
+            in_flight,
+        }
+    }
+
+    /// Loads the snapshot, routes the request and fills the context. Returns the reply to send
+    /// instead of proxying, if any.
+    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Reply> {
+        let runtime = self.runtime.load();
+        let req = session.req_header();
+        let raw_host = req
+            .headers
+            .get(http::header::HOST)
+            .map(|h| h.as_bytes())
+            .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()))
+            .unwrap_or_default();
+        let mut buf = [0u8; 256];
+        let host = normalize_host(raw_host, &mut buf).unwrap_or_default();
+        ctx.host.push_str(host);
+
+        let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+        let peer_ip = peer.map(|a| a.ip());
+        ctx.peer_trusted = peer_ip.is_some_and(|ip| runtime.trusted_proxies.contains(ip));
+        ctx.plugin.client_ip = peer_ip.map(|ip| runtime.trusted_proxies.client_ip(ip, req));
+        ctx.plugin.remote_addr = peer;
+        ctx.plugin.server_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
+        ctx.plugin.tls = self.tls;
+
+        let reply = match runtime.server(&self.server) {
+            None => Some(Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this listener is not in the current configuration",
+            )),
+            Some(server) => match server.router.route(&ctx.host, req.uri.path()) {
+                None => Some(Reply::error(
+                    StatusCode::NOT_FOUND,
+                    "no route matched this request",
+                )),
+                Some(matched) => {
+                    let location = matched.target.clone();
+                    ctx.plugin.location = location.name.clone();
+                    ctx.location = Some(location);
+                    ctx.matched_len = matched.matched_len;
+                    None
+                }
+            },
+        };
+        ctx.runtime = Some(runtime);
+        reply
+    }
+}
+
+/// The variables of a request for templates.
+fn var_context<'a>(
+    req: &'a RequestHeader,
+    ctx: &'a RequestCtx,
+    location: &'a Location,
+) -> VarContext<'a> {
+    VarContext {
+        req,
+        request_uri: ctx
+            .original_uri
+            .as_deref()
+            .unwrap_or_else(|| req.uri.path_and_query().map_or("/", |pq| pq.as_str())),
+        host: &ctx.host,
+        tls: ctx.plugin.tls,
+        client_ip: ctx.plugin.client_ip,
+        remote_addr: ctx.plugin.remote_addr,
+        server_addr: ctx.plugin.server_addr,
+        request_id: ctx.plugin.request_id.as_deref(),
+        location: &location.name,
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.in_flight.enter())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(reply) = self.route(session, ctx) {
+            respond::send(session, ctx, reply).await?;
+            return Ok(true);
+        }
+        let Some(location) = ctx.location.clone() else {
+            return Ok(false);
+        };
+
+        if !location.chain.is_empty() {
+            let flow = location
+                .chain
+                .request(session.req_header_mut(), &mut ctx.plugin)
+                .await;
+            match flow {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Respond(response)) => {
+                    respond::send(session, ctx, Reply::Plugin(response)).await?;
+                    return Ok(true);
+                }
+                Err(e) => {
+                    tracing::error!(location = %location.name, "{e}");
+                    respond::send(
+                        session,
+                        ctx,
+                        Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "a plugin failed"),
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+            }
+        }
+
+        if let Some(rewrite) = &location.rewrite {
+            let req = session.req_header_mut();
+            let original = req
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string();
+            let rewritten = rewrite.apply(req.uri.path(), ctx.matched_len, req.uri.query());
+            let uri = rewritten.parse::<http::Uri>().map_err(|e| {
+                Error::because(
+                    ErrorType::InternalError,
+                    "rewrite produced an invalid URI",
+                    e,
+                )
+            })?;
+            req.set_uri(uri);
+            ctx.original_uri = Some(original);
+        }
+
+        if location.upstream.is_none() {
+            respond::send(
+                session,
+                ctx,
+                Reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this location has no upstream",
+                ),
+            )
+            .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let pool = ctx
+            .location
+            .as_ref()
+            .and_then(|location| location.upstream.as_ref())
+            .ok_or_else(|| {
+                Error::explain(ErrorType::HTTPStatus(503), "this location has no upstream")
+            })?;
+        let backend = pool.select().ok_or_else(|| {
+            Error::explain(
+                ErrorType::HTTPStatus(503),
+                format!("no backend of upstream \"{}\" is available", pool.name()),
+            )
+        })?;
+        Ok(Box::new(pool.peer(&backend)))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let peer_ip: Option<IpAddr> = ctx.plugin.remote_addr.map(|a: SocketAddr| a.ip());
+        forwarded::add_forwarded_headers(
+            upstream_request,
+            peer_ip,
+            ctx.plugin.client_ip,
+            ctx.peer_trusted,
+            self.tls,
+            &ctx.host,
+        );
+        let Some(location) = ctx.location.clone() else {
+            return Ok(());
+        };
+        if !location.request_headers.is_empty() {
+            let cx = var_context(session.req_header(), ctx, &location);
+            location.request_headers.apply(upstream_request, &cx);
+        }
+        location
+            .chain
+            .upstream_request(upstream_request, &mut ctx.plugin)
+            .map_err(|e| Error::because(ErrorType::InternalError, "plugin failed", e))
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        respond::finish_response_header(session.req_header(), upstream_response, ctx)
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(location) = &ctx.location {
+            location
+                .chain
+                .response_body(body, end_of_stream, &mut ctx.plugin)
+                .map_err(|e| Error::because(ErrorType::InternalError, "plugin failed", e))?;
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let upstream = ctx
+            .location
+            .as_ref()
+            .and_then(|l| l.upstream.as_ref())
+            .map(|p| p.name());
+        let (code, message) = errors::status_for(e, upstream);
+        if code > 0 && session.response_written().is_none() {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            if let Err(write_error) =
+                respond::send(session, ctx, Reply::error(status, message)).await
+            {
+                tracing::debug!("could not send the error response: {write_error}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(location) = &ctx.location {
+            location.chain.logging(&mut ctx.plugin);
+        }
+    }
+}

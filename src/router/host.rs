@@ -1,0 +1,152 @@
+//! Host patterns of a location: exact, `*.example.com` wildcards and `~regex`.
+
+use regex::Regex;
+
+/// How specific a host pattern is; lower ranks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HostClass {
+    /// `api.example.com`
+    Exact = 0,
+    /// `*.example.com`
+    Wildcard = 1,
+    /// `~^api-\d+\.example\.com$`
+    Regex = 2,
+    /// No `host` key.
+    Any = 3,
+}
+
+/// One entry of a location's `host`.
+#[derive(Debug, Clone)]
+pub enum HostPattern {
+    /// Matches the host exactly (case-insensitively; stored lower-cased).
+    Exact(String),
+    /// Matches any subdomain of the suffix, not the apex; stored as `.example.com`.
+    Wildcard(String),
+    /// Matches when the regex finds a match in the host (anchored only where written).
+    Regex(Regex),
+}
+
+impl HostPattern {
+    /// Parses `api.example.com`, `*.example.com` or `~regex`.
+    pub fn parse(text: &str) -> Result<HostPattern, String> {
+        if let Some(pattern) = text.strip_prefix('~') {
+            return Regex::new(pattern)
+                .map(HostPattern::Regex)
+                .map_err(|e| format!("invalid regex: {e}"));
+        }
+        let host = text.trim().to_ascii_lowercase();
+        if let Some(suffix) = host.strip_prefix("*.") {
+            check_host_chars(suffix)?;
+            return Ok(HostPattern::Wildcard(format!(".{suffix}")));
+        }
+        check_host_chars(&host)?;
+        Ok(HostPattern::Exact(host))
+    }
+
+    /// The pattern's class.
+    pub fn class(&self) -> HostClass {
+        match self {
+            HostPattern::Exact(_) => HostClass::Exact,
+            HostPattern::Wildcard(_) => HostClass::Wildcard,
+            HostPattern::Regex(_) => HostClass::Regex,
+        }
+    }
+
+    /// Whether `host` (lower-cased, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(exact) => exact == host,
+            HostPattern::Wildcard(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
+            HostPattern::Regex(regex) => regex.is_match(host),
+        }
+    }
+}
+
+fn check_host_chars(host: &str) -> Result<(), String> {
+    let valid = !host.is_empty()
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid host \"{host}\" (write a host name, \"*.example.com\" or \"~regex\")"
+        ))
+    }
+}
+
+/// The host of a request, lower-cased and without port, written into `buf` so that no
+/// allocation is needed. Hosts longer than the buffer are returned as `None` (no location can
+/// match them: DNS names are at most 253 bytes).
+pub fn normalize_host<'b>(raw: &[u8], buf: &'b mut [u8; 256]) -> Option<&'b str> {
+    let host = match raw.first() {
+        // IPv6 literal: keep the brackets, drop the port after them.
+        Some(b'[') => {
+            let end = raw.iter().position(|&b| b == b']')?;
+            &raw[..=end]
+        }
+        _ => match raw.iter().rposition(|&b| b == b':') {
+            Some(colon) => &raw[..colon],
+            None => raw,
+        },
+    };
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    if host.len() > buf.len() {
+        return None;
+    }
+    let out = &mut buf[..host.len()];
+    for (dst, src) in out.iter_mut().zip(host) {
+        *dst = src.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        let exact = HostPattern::parse("API.Example.com").unwrap();
+        assert!(exact.matches("api.example.com"));
+        assert!(!exact.matches("www.api.example.com"));
+        let wildcard = HostPattern::parse("*.example.com").unwrap();
+        assert!(wildcard.matches("a.example.com"));
+        assert!(wildcard.matches("a.b.example.com"));
+        assert!(
+            !wildcard.matches("example.com"),
+            "the apex is not a subdomain"
+        );
+        assert!(!wildcard.matches("badexample.com"));
+        let regex = HostPattern::parse(r"~^api-\d+\.").unwrap();
+        assert!(regex.matches("api-7.example.com"));
+        assert!(!regex.matches("www.api-7.example.com"));
+        assert!(
+            HostPattern::parse("~(")
+                .unwrap_err()
+                .starts_with("invalid regex")
+        );
+        assert!(HostPattern::parse("bad host").is_err());
+        assert!(HostPattern::parse("*.").is_err());
+    }
+
+    #[test]
+    fn normalizes_request_hosts() {
+        let mut buf = [0u8; 256];
+        assert_eq!(
+            normalize_host(b"API.example.COM:8080", &mut buf),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            normalize_host(b"example.com.", &mut buf),
+            Some("example.com")
+        );
+        assert_eq!(normalize_host(b"[::1]:443", &mut buf), Some("[::1]"));
+        assert_eq!(normalize_host(b"[::1]", &mut buf), Some("[::1]"));
+        assert_eq!(normalize_host(b"", &mut buf), Some(""));
+        assert_eq!(normalize_host(&[b'a'; 300], &mut buf), None);
+    }
+}

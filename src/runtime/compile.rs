@@ -1,0 +1,494 @@
+//! Stage 2, part two, and stage 3: parse every value, build every object (plugins, pools,
+//! routers, certificates) and assemble the [`Runtime`] and the [`ProcessPlan`].
+//!
+//! All errors are collected, each placed at its file, key and line; a configuration with any
+//! error produces no runtime, so a bad config never replaces a working one.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use pingap_plugins::{BuildContext, Chain, Registry};
+
+use super::{CompiledPlugin, ListenerPlan, Location, ProcessPlan, Runtime, ServerRoutes};
+use crate::config::schema::{Config, Location as LocationSpec, Plugin as PluginSpec};
+use crate::config::validate::{Findings, parse_listen_addr, validate};
+use crate::config::{ConfigErrors, Loaded, Origins};
+use crate::headers::HeaderRules;
+use crate::proxy::error_page::ErrorPages;
+use crate::proxy::forwarded::TrustedProxies;
+use crate::router::host::HostPattern;
+use crate::router::path::PathPattern;
+use crate::router::rewrite::Rewrite;
+use crate::router::{RouteSpec, Router};
+use crate::tls::{CertResolver, certified_key, read_pem};
+use crate::upstream::Pool;
+
+/// Default time in-flight requests get after SIGTERM.
+pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default upgrade socket.
+pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/pingap_upgrade.sock";
+/// Default idle upstream connections kept.
+pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
+
+/// The result of compiling a configuration.
+pub struct Compiled {
+    /// The snapshot to serve requests from.
+    pub runtime: Runtime,
+    /// The process settings.
+    pub plan: ProcessPlan,
+    /// Things worth telling the operator.
+    pub warnings: Vec<String>,
+}
+
+impl Compiled {
+    /// A one-line summary, e.g. `2 servers, 3 locations, 1 upstream (3 backends), 2 plugins`.
+    pub fn summary(&self) -> String {
+        let backends: usize = self
+            .runtime
+            .upstreams
+            .values()
+            .map(|p| p.backend_count())
+            .sum();
+        let locations: usize = self
+            .runtime
+            .servers
+            .iter()
+            .map(|s| s.router.targets().count())
+            .sum();
+        format!(
+            "{}, {}, {} ({}), {}",
+            plural(self.runtime.servers.len(), "server"),
+            plural(locations, "location"),
+            plural(self.runtime.upstreams.len(), "upstream"),
+            plural(backends, "backend"),
+            plural(self.runtime.plugins.len(), "plugin"),
+        )
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// Compiles a loaded configuration. Plugin instances of `previous` whose settings are unchanged
+/// are reused, keeping their state.
+pub fn compile(
+    loaded: &Loaded,
+    registry: &Registry,
+    previous: Option<&Runtime>,
+) -> Result<Compiled, ConfigErrors> {
+    let mut findings = Findings::default();
+    validate(loaded, &mut findings);
+    let mut cx = Context {
+        config: &loaded.config,
+        origins: &loaded.origins,
+        findings,
+    };
+
+    let plan_basic = cx.basic();
+    let trusted_proxies = cx.trusted_proxies();
+    let error_pages = cx.error_pages();
+    let plugins = cx.plugins(registry, previous);
+    let upstreams = cx.upstreams();
+    let locations = cx.locations(&upstreams, &plugins);
+    let (servers, listeners) = cx.servers(&locations);
+    cx.not_yet_implemented();
+
+    let Context { findings, .. } = cx;
+    if !findings.errors.is_empty() {
+        return Err(ConfigErrors(findings.errors));
+    }
+    let plan = ProcessPlan {
+        listeners,
+        ..plan_basic
+    };
+    Ok(Compiled {
+        runtime: Runtime {
+            generation: 0,
+            servers,
+            upstreams,
+            plugins,
+            error_pages,
+            trusted_proxies,
+        },
+        plan,
+        warnings: findings.warnings,
+    })
+}
+
+struct Context<'a> {
+    config: &'a Config,
+    origins: &'a Origins,
+    findings: Findings,
+}
+
+impl Context<'_> {
+    fn error(&mut self, table: &str, key: &str, message: impl Into<String>) {
+        let error = self.origins.error(table, key, message);
+        self.findings.errors.push(error);
+    }
+
+    fn resolve(&self, table: &str, path: &Path) -> PathBuf {
+        self.origins.resolve(table, path)
+    }
+
+    fn basic(&mut self) -> ProcessPlan {
+        let basic = &self.config.basic;
+        let threads = match basic.threads {
+            Some(0) => {
+                self.error("basic", "threads", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let log_level = basic
+            .log_level
+            .clone()
+            .unwrap_or_else(|| "info".to_string());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            self.error("basic", "log_level", format!("invalid log filter: {e}"));
+        }
+        let resolve_file = |path: &Option<PathBuf>| path.as_ref().map(|p| self.resolve("basic", p));
+        ProcessPlan {
+            name: basic.name.clone().unwrap_or_else(|| "pingap".to_string()),
+            threads,
+            work_stealing: basic.work_stealing.unwrap_or(true),
+            pid_file: resolve_file(&basic.pid_file),
+            upgrade_sock: resolve_file(&basic.upgrade_sock)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_UPGRADE_SOCK)),
+            user: basic.user.clone(),
+            group: basic.group.clone(),
+            graceful_shutdown_timeout: basic
+                .graceful_shutdown_timeout
+                .map_or(DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT, |d| d.get()),
+            log_level,
+            upstream_keepalive_pool_size: basic
+                .upstream_keepalive_pool_size
+                .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
+            listeners: Vec::new(),
+        }
+    }
+
+    fn trusted_proxies(&mut self) -> TrustedProxies {
+        match TrustedProxies::parse(&self.config.basic.trusted_proxies) {
+            Ok(proxies) => proxies,
+            Err(errors) => {
+                for (index, message) in errors {
+                    self.error("basic", &format!("trusted_proxies[{index}]"), message);
+                }
+                TrustedProxies::default()
+            }
+        }
+    }
+
+    fn error_pages(&mut self) -> ErrorPages {
+        let Some(template) = &self.config.basic.error_template else {
+            return ErrorPages::default();
+        };
+        let path = self.resolve("basic", template);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => ErrorPages::with_template(text),
+            Err(e) => {
+                self.error(
+                    "basic",
+                    "error_template",
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                ErrorPages::default()
+            }
+        }
+    }
+
+    fn plugins(
+        &mut self,
+        registry: &Registry,
+        previous: Option<&Runtime>,
+    ) -> IndexMap<String, CompiledPlugin> {
+        let mut built = IndexMap::new();
+        for (name, spec) in &self.config.plugins {
+            let fingerprint = fingerprint(spec);
+            let reusable = previous
+                .and_then(|runtime| runtime.plugins.get(name))
+                .filter(|old| old.fingerprint == fingerprint);
+            let instance = match reusable {
+                Some(old) => old.instance.clone(),
+                None => match registry.build(
+                    name,
+                    &spec.kind,
+                    spec.priority,
+                    &spec.settings,
+                    &BuildContext {
+                        base_dir: self.resolve(&format!("plugins.{name}"), Path::new("")),
+                    },
+                ) {
+                    Ok(instance) => Arc::new(instance),
+                    Err(e) => {
+                        let key = e.key().unwrap_or_default().to_string();
+                        self.error(&format!("plugins.{name}"), &key, e.to_string());
+                        continue;
+                    }
+                },
+            };
+            built.insert(
+                name.clone(),
+                CompiledPlugin {
+                    fingerprint,
+                    instance,
+                },
+            );
+        }
+        built
+    }
+
+    fn upstreams(&mut self) -> IndexMap<String, Arc<Pool>> {
+        let mut pools = IndexMap::new();
+        for (name, spec) in &self.config.upstreams {
+            if spec.addrs.is_empty() {
+                continue; // reported by validation
+            }
+            let table = format!("upstreams.{name}");
+            if let Some(check) = &spec.health_check {
+                match check.split_once("://") {
+                    Some(("http" | "https" | "tcp", _)) => self.findings.warnings.push(format!(
+                        "{table}.health_check: active health checks are not implemented yet; the check is not run"
+                    )),
+                    _ => self.error(
+                        &table,
+                        "health_check",
+                        format!("\"{check}\" is not an http://, https:// or tcp:// URL"),
+                    ),
+                }
+            }
+            match Pool::compile(name, spec) {
+                Ok(pool) => {
+                    pools.insert(name.clone(), Arc::new(pool));
+                }
+                Err(errors) => {
+                    for (key, message) in errors {
+                        self.error(&table, &key, message);
+                    }
+                }
+            }
+        }
+        pools
+    }
+
+    fn locations(
+        &mut self,
+        upstreams: &IndexMap<String, Arc<Pool>>,
+        plugins: &IndexMap<String, CompiledPlugin>,
+    ) -> IndexMap<String, (RouteParts, Arc<Location>)> {
+        let mut compiled = IndexMap::new();
+        for (name, spec) in &self.config.locations {
+            let table = format!("locations.{name}");
+            if let Some(location) = self.location(&table, name, spec, upstreams, plugins) {
+                compiled.insert(name.clone(), location);
+            }
+        }
+        compiled
+    }
+
+    fn location(
+        &mut self,
+        table: &str,
+        name: &str,
+        spec: &LocationSpec,
+        upstreams: &IndexMap<String, Arc<Pool>>,
+        plugins: &IndexMap<String, CompiledPlugin>,
+    ) -> Option<(RouteParts, Arc<Location>)> {
+        let errors_before = self.findings.errors.len();
+        let mut hosts = Vec::new();
+        for (index, host) in spec.host.iter().flat_map(|h| h.0.iter()).enumerate() {
+            match HostPattern::parse(host) {
+                Ok(pattern) => hosts.push(pattern),
+                Err(e) => self.error(table, &format!("host[{index}]"), e),
+            }
+        }
+        let path = match spec.path.as_deref().map(PathPattern::parse) {
+            Some(Ok(path)) => Some(path),
+            Some(Err(e)) => {
+                self.error(table, "path", e);
+                None
+            }
+            None => None,
+        };
+        let rewrite = match spec.rewrite.as_deref().map(Rewrite::parse) {
+            Some(Ok(rewrite)) => Some(rewrite),
+            Some(Err(e)) => {
+                self.error(table, "rewrite", e);
+                None
+            }
+            None => None,
+        };
+        let request_headers = self.header_rules(
+            table,
+            "headers",
+            [&spec.headers_add, &spec.headers_set, &spec.headers_remove],
+        );
+        let response_headers = self.header_rules(
+            table,
+            "response_headers",
+            [
+                &spec.response_headers_add,
+                &spec.response_headers_set,
+                &spec.response_headers_remove,
+            ],
+        );
+        if self.findings.errors.len() > errors_before {
+            return None;
+        }
+        let upstream = spec
+            .upstream
+            .as_ref()
+            .and_then(|name| upstreams.get(name).cloned());
+        let chain = Chain::new(
+            spec.plugins
+                .iter()
+                .filter_map(|name| plugins.get(name).map(|p| p.instance.clone()))
+                .collect(),
+        );
+        let parts = RouteParts {
+            hosts,
+            path,
+            priority: spec.priority.unwrap_or(0),
+        };
+        let location = Location {
+            name: Arc::from(name),
+            upstream,
+            chain,
+            rewrite,
+            request_headers,
+            response_headers,
+        };
+        Some((parts, Arc::new(location)))
+    }
+
+    fn header_rules(&mut self, table: &str, prefix: &str, lists: [&Vec<String>; 3]) -> HeaderRules {
+        let [add, set, remove] = lists;
+        match HeaderRules::compile(prefix, add, set, remove) {
+            Ok(rules) => rules,
+            Err(errors) => {
+                for (key, message) in errors {
+                    self.error(table, &key, message);
+                }
+                HeaderRules::default()
+            }
+        }
+    }
+
+    fn servers(
+        &mut self,
+        locations: &IndexMap<String, (RouteParts, Arc<Location>)>,
+    ) -> (Vec<ServerRoutes>, Vec<ListenerPlan>) {
+        let mut servers = Vec::new();
+        let mut listeners = Vec::new();
+        for (name, spec) in &self.config.servers {
+            let table = format!("servers.{name}");
+            let specs = spec
+                .locations
+                .iter()
+                .filter_map(|location| locations.get(location))
+                .map(|(parts, location)| RouteSpec {
+                    hosts: parts.hosts.clone(),
+                    path: parts.path.clone(),
+                    priority: parts.priority,
+                    target: location.clone(),
+                })
+                .collect();
+            servers.push(ServerRoutes {
+                name: name.clone(),
+                router: Router::new(specs),
+            });
+            if spec.threads == Some(0) {
+                self.error(&table, "threads", "must be at least 1");
+            }
+            let tls = match (&spec.tls_cert, &spec.tls_key) {
+                (Some(cert), Some(key)) => self.certificate(&table, cert, key),
+                _ => None,
+            };
+            // Address errors were reported by validation.
+            if let Ok(addr) = parse_listen_addr(&spec.addr) {
+                listeners.push(ListenerPlan {
+                    server: name.clone(),
+                    addr,
+                    tls,
+                    threads: spec.threads,
+                });
+            }
+        }
+        (servers, listeners)
+    }
+
+    fn certificate(&mut self, table: &str, cert: &str, key: &str) -> Option<Arc<CertResolver>> {
+        let resolve = |path: &Path| self.resolve(table, path);
+        let cert_pem = read_pem(cert, resolve);
+        let key_pem = read_pem(key, resolve);
+        match (cert_pem, key_pem) {
+            (Ok(cert_pem), Ok(key_pem)) => match certified_key(&cert_pem, &key_pem) {
+                Ok(certified) => Some(Arc::new(CertResolver::new(certified))),
+                Err(e) => {
+                    self.error(table, "tls_cert", e);
+                    None
+                }
+            },
+            (cert_pem, key_pem) => {
+                if let Err(e) = cert_pem {
+                    self.error(table, "tls_cert", e);
+                }
+                if let Err(e) = key_pem {
+                    self.error(table, "tls_key", e);
+                }
+                None
+            }
+        }
+    }
+
+    fn not_yet_implemented(&mut self) {
+        let config = self.config;
+        let mut pending = Vec::new();
+        if !config.certificates.is_empty() {
+            pending.push("[certificates]");
+        }
+        if config.metrics.as_ref().is_some_and(|m| m.enabled) {
+            pending.push("[metrics]");
+        }
+        if config.tracing.as_ref().is_some_and(|t| t.enabled) {
+            pending.push("[tracing]");
+        }
+        if config.admin.as_ref().is_some_and(|a| a.enabled) {
+            pending.push("[admin]");
+        }
+        if config.servers.values().any(|s| s.access_log.is_some()) {
+            pending.push("servers.*.access_log");
+        }
+        for section in pending {
+            self.findings
+                .warnings
+                .push(format!("{section} is not implemented yet and is ignored"));
+        }
+    }
+}
+
+/// The matching part of a compiled location.
+struct RouteParts {
+    hosts: Vec<HostPattern>,
+    path: Option<PathPattern>,
+    priority: i32,
+}
+
+fn fingerprint(spec: &PluginSpec) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    spec.kind.hash(&mut hasher);
+    spec.priority.hash(&mut hasher);
+    spec.settings.to_string().hash(&mut hasher);
+    hasher.finish()
+}

@@ -1,0 +1,153 @@
+//! Stage 3: the immutable runtime snapshot requests are served from, and the handle that swaps
+//! it atomically on reload.
+//!
+//! A request loads the current snapshot once, when it starts, and keeps it to the end: a reload
+//! never changes a request in flight. State that must outlive a reload (plugin instances whose
+//! settings did not change) is carried over by [`compile`] from the previous snapshot.
+
+pub mod compile;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use indexmap::IndexMap;
+use pingap_plugins::{Chain, Instance};
+
+use crate::headers::HeaderRules;
+use crate::proxy::error_page::ErrorPages;
+use crate::proxy::forwarded::TrustedProxies;
+use crate::router::Router;
+use crate::router::rewrite::Rewrite;
+use crate::tls::CertResolver;
+use crate::upstream::Pool;
+
+pub use compile::{Compiled, compile};
+
+/// Everything a request needs, compiled from one configuration.
+pub struct Runtime {
+    /// Increases by one with every snapshot installed in a [`RuntimeHandle`].
+    pub generation: u64,
+    /// The routing table of each server, in config order.
+    pub servers: Vec<ServerRoutes>,
+    /// Every upstream, by name.
+    pub upstreams: IndexMap<String, Arc<Pool>>,
+    /// Every plugin instance, by name.
+    pub plugins: IndexMap<String, CompiledPlugin>,
+    /// How error responses look.
+    pub error_pages: ErrorPages,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl Runtime {
+    /// The routes of server `name`.
+    pub fn server(&self, name: &str) -> Option<&ServerRoutes> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+}
+
+/// One server's routing table.
+pub struct ServerRoutes {
+    /// The server's name.
+    pub name: String,
+    /// Its locations.
+    pub router: Router<Arc<Location>>,
+}
+
+/// A plugin instance with the fingerprint of the settings it was built from.
+pub struct CompiledPlugin {
+    /// Hash of type, priority and settings; an unchanged fingerprint keeps the instance.
+    pub fingerprint: u64,
+    /// The instance.
+    pub instance: Arc<Instance>,
+}
+
+/// What to do with a request that matched a location.
+pub struct Location {
+    /// The location's name.
+    pub name: Arc<str>,
+    /// Where to proxy; `None` when only plugins answer.
+    pub upstream: Option<Arc<Pool>>,
+    /// Its plugins, in run order.
+    pub chain: Chain,
+    /// The path rewrite.
+    pub rewrite: Option<Rewrite>,
+    /// Rules for the request sent upstream.
+    pub request_headers: HeaderRules,
+    /// Rules for the response.
+    pub response_headers: HeaderRules,
+}
+
+/// Settings that shape the process rather than requests: they take effect at start.
+#[derive(Debug, Clone)]
+pub struct ProcessPlan {
+    /// `basic.name`.
+    pub name: String,
+    /// Worker threads per server.
+    pub threads: usize,
+    /// Work stealing between worker threads.
+    pub work_stealing: bool,
+    /// Pid file for daemon mode.
+    pub pid_file: Option<PathBuf>,
+    /// Socket for graceful upgrades.
+    pub upgrade_sock: PathBuf,
+    /// User to switch to after daemonizing.
+    pub user: Option<String>,
+    /// Group to switch to after daemonizing.
+    pub group: Option<String>,
+    /// Time in-flight requests get after SIGTERM.
+    pub graceful_shutdown_timeout: Duration,
+    /// Log filter.
+    pub log_level: String,
+    /// Idle upstream connections kept.
+    pub upstream_keepalive_pool_size: usize,
+    /// One listener per server.
+    pub listeners: Vec<ListenerPlan>,
+}
+
+/// A server's listener.
+#[derive(Debug, Clone)]
+pub struct ListenerPlan {
+    /// The server's name.
+    pub server: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its certificate, for HTTPS.
+    pub tls: Option<Arc<CertResolver>>,
+    /// Worker threads, when the server overrides `basic.threads`.
+    pub threads: Option<usize>,
+}
+
+/// The current snapshot, swapped atomically.
+pub struct RuntimeHandle {
+    current: ArcSwap<Runtime>,
+    generations: AtomicU64,
+}
+
+impl RuntimeHandle {
+    /// A handle serving `runtime` as generation 1.
+    pub fn new(mut runtime: Runtime) -> Self {
+        runtime.generation = 1;
+        RuntimeHandle {
+            current: ArcSwap::from_pointee(runtime),
+            generations: AtomicU64::new(1),
+        }
+    }
+
+    /// The current snapshot, to keep for a whole request.
+    pub fn load(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Installs `runtime` as the next generation and returns that generation.
+    pub fn install(&self, mut runtime: Runtime) -> u64 {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        runtime.generation = generation;
+        self.current.store(Arc::new(runtime));
+        generation
+    }
+}

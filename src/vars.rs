@@ -1,0 +1,422 @@
+//! Request variables (`$host`, `$remote_addr`, `$http_user_agent`, ...) and the templates that use
+//! them in header rules and rewrites.
+//!
+//! A template is parsed once, when the config is compiled; an unknown variable is a config error.
+//! Syntax: `$name` is a variable, `$$` a literal `$`; a `$` followed by anything else is literal.
+//!
+//! | variable | value |
+//! |---|---|
+//! | `$host` | the request host, lower-cased, without port |
+//! | `$scheme` | `http` or `https` |
+//! | `$method` | the request method |
+//! | `$uri` | the request path (before any rewrite) |
+//! | `$request_uri` | the request path and query (before any rewrite) |
+//! | `$remote_addr` | the client address (the first untrusted `X-Forwarded-For` hop behind a trusted proxy) |
+//! | `$remote_port` | the client's TCP port |
+//! | `$server_addr`, `$server_port` | the local address the request arrived on |
+//! | `$request_id` | the id set by the `request_id` plugin (empty without it) |
+//! | `$location` | the name of the matched location |
+//! | `$http_NAME` | request header `NAME`, with `_` standing for `-` (`$http_user_agent`) |
+//! | `$cookie_NAME` | cookie `NAME` |
+//! | `$arg_NAME` | query parameter `NAME` |
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+
+/// Everything a variable can be read from, for one request.
+pub struct VarContext<'a> {
+    /// The request as received (before rewrites).
+    pub req: &'a RequestHeader,
+    /// The original request path and query.
+    pub request_uri: &'a str,
+    /// The request host, lower-cased, without port.
+    pub host: &'a str,
+    /// Whether the request arrived over TLS.
+    pub tls: bool,
+    /// The client address (after trusted-proxy resolution).
+    pub client_ip: Option<IpAddr>,
+    /// The TCP peer.
+    pub remote_addr: Option<SocketAddr>,
+    /// The local address.
+    pub server_addr: Option<SocketAddr>,
+    /// The request id, once assigned.
+    pub request_id: Option<&'a str>,
+    /// The matched location.
+    pub location: &'a str,
+}
+
+/// A variable, resolved from its name at compile time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Var {
+    /// `$host`
+    Host,
+    /// `$scheme`
+    Scheme,
+    /// `$method`
+    Method,
+    /// `$uri`
+    Uri,
+    /// `$request_uri`
+    RequestUri,
+    /// `$remote_addr`
+    RemoteAddr,
+    /// `$remote_port`
+    RemotePort,
+    /// `$server_addr`
+    ServerAddr,
+    /// `$server_port`
+    ServerPort,
+    /// `$request_id`
+    RequestId,
+    /// `$location`
+    Location,
+    /// `$http_NAME`
+    Header(HeaderName),
+    /// `$cookie_NAME`
+    Cookie(String),
+    /// `$arg_NAME`
+    Arg(String),
+}
+
+impl Var {
+    /// Resolves a variable name (without `$`).
+    pub fn parse(name: &str) -> Result<Var, String> {
+        Ok(match name {
+            "host" => Var::Host,
+            "scheme" => Var::Scheme,
+            "method" => Var::Method,
+            "uri" => Var::Uri,
+            "request_uri" => Var::RequestUri,
+            "remote_addr" => Var::RemoteAddr,
+            "remote_port" => Var::RemotePort,
+            "server_addr" => Var::ServerAddr,
+            "server_port" => Var::ServerPort,
+            "request_id" => Var::RequestId,
+            "location" => Var::Location,
+            _ => {
+                if let Some(header) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
+                    let header = header.replace('_', "-").to_ascii_lowercase();
+                    Var::Header(
+                        HeaderName::try_from(header)
+                            .map_err(|e| format!("invalid header in ${name}: {e}"))?,
+                    )
+                } else if let Some(cookie) = name.strip_prefix("cookie_").filter(|c| !c.is_empty())
+                {
+                    Var::Cookie(cookie.to_string())
+                } else if let Some(arg) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
+                    Var::Arg(arg.to_string())
+                } else {
+                    return Err(format!(
+                        "unknown variable ${name} (known: $host, $scheme, $method, $uri, \
+                         $request_uri, $remote_addr, $remote_port, $server_addr, $server_port, \
+                         $request_id, $location, $http_NAME, $cookie_NAME, $arg_NAME)"
+                    ));
+                }
+            }
+        })
+    }
+
+    /// Appends the variable's value for this request to `out` (nothing when it has none).
+    pub fn render(&self, cx: &VarContext<'_>, out: &mut String) {
+        match self {
+            Var::Host => out.push_str(cx.host),
+            Var::Scheme => out.push_str(if cx.tls { "https" } else { "http" }),
+            Var::Method => out.push_str(cx.req.method.as_str()),
+            Var::Uri => out.push_str(path_of(cx.request_uri)),
+            Var::RequestUri => out.push_str(cx.request_uri),
+            Var::RemoteAddr => {
+                if let Some(ip) = cx.client_ip {
+                    let _ = write!(out, "{ip}");
+                }
+            }
+            Var::RemotePort => {
+                if let Some(addr) = cx.remote_addr {
+                    let _ = write!(out, "{}", addr.port());
+                }
+            }
+            Var::ServerAddr => {
+                if let Some(addr) = cx.server_addr {
+                    let _ = write!(out, "{}", addr.ip());
+                }
+            }
+            Var::ServerPort => {
+                if let Some(addr) = cx.server_addr {
+                    let _ = write!(out, "{}", addr.port());
+                }
+            }
+            Var::RequestId => out.push_str(cx.request_id.unwrap_or_default()),
+            Var::Location => out.push_str(cx.location),
+            Var::Header(name) => {
+                let mut values = cx.req.headers.get_all(name).iter();
+                if let Some(first) = values.next() {
+                    out.push_str(&String::from_utf8_lossy(first.as_bytes()));
+                    for more in values {
+                        out.push_str(", ");
+                        out.push_str(&String::from_utf8_lossy(more.as_bytes()));
+                    }
+                }
+            }
+            Var::Cookie(name) => {
+                if let Some(value) = cookie(cx.req, name) {
+                    out.push_str(value);
+                }
+            }
+            Var::Arg(name) => {
+                if let Some(value) = query_arg(cx.req.uri.query().unwrap_or_default(), name) {
+                    out.push_str(&value);
+                }
+            }
+        }
+    }
+}
+
+fn path_of(request_uri: &str) -> &str {
+    request_uri
+        .split_once('?')
+        .map_or(request_uri, |(path, _)| path)
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key.trim() == name).then(|| value.trim().trim_matches('"'))
+        })
+}
+
+/// The percent-decoded value of query parameter `name`.
+pub fn query_arg<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == name).then(|| percent_decode(value))
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (as space); invalid escapes are kept as they are.
+pub fn percent_decode(text: &str) -> Cow<'_, str> {
+    if !text.contains(['%', '+']) {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => match (hex_digit(bytes.get(i + 1)), hex_digit(bytes.get(i + 2))) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            other => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex_digit(byte: Option<&u8>) -> Option<u8> {
+    char::from(*byte?)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Var(Var),
+}
+
+/// A string with variables, parsed at compile time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    segments: Vec<Segment>,
+    /// The value when there is no variable, ready to send.
+    constant: Option<HeaderValue>,
+}
+
+impl Template {
+    /// Parses `text`, resolving every variable.
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut segments = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(dollar) = rest.find('$') {
+            literal.push_str(&rest[..dollar]);
+            let after = &rest[dollar + 1..];
+            if let Some(after_escape) = after.strip_prefix('$') {
+                literal.push('$');
+                rest = after_escape;
+                continue;
+            }
+            let name_len = variable_name_len(after);
+            if name_len == 0 {
+                literal.push('$');
+                rest = after;
+                continue;
+            }
+            if !literal.is_empty() {
+                segments.push(Segment::Literal(std::mem::take(&mut literal)));
+            }
+            segments.push(Segment::Var(Var::parse(&after[..name_len])?));
+            rest = &after[name_len..];
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            segments.push(Segment::Literal(literal));
+        }
+        let constant = match segments.as_slice() {
+            [] => Some(HeaderValue::from_static("")),
+            [Segment::Literal(text)] => HeaderValue::from_str(text).ok(),
+            _ => None,
+        };
+        Ok(Template { segments, constant })
+    }
+
+    /// Whether the template has no variable.
+    pub fn is_constant(&self) -> bool {
+        self.segments
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)))
+    }
+
+    /// The value of a template without variables, if it is a valid header value.
+    pub fn constant_value(&self) -> Option<&HeaderValue> {
+        self.constant.as_ref()
+    }
+
+    /// Renders the template for a request.
+    pub fn render(&self, cx: &VarContext<'_>) -> String {
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Var(var) => var.render(cx, &mut out),
+            }
+        }
+        out
+    }
+
+    /// Renders the template as a header value; `None` if the result is not a valid one.
+    pub fn header_value(&self, cx: &VarContext<'_>) -> Option<HeaderValue> {
+        match &self.constant {
+            Some(value) => Some(value.clone()),
+            None => HeaderValue::from_str(&self.render(cx)).ok(),
+        }
+    }
+}
+
+fn variable_name_len(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    if !bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+    {
+        return 0;
+    }
+    bytes
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> RequestHeader {
+        let mut req =
+            RequestHeader::build("POST", b"/api/users?id=42&name=J%C3%B6rg+M&flag", None).unwrap();
+        req.insert_header("user-agent", "curl/8").unwrap();
+        req.insert_header("x-multi", "a").unwrap();
+        req.append_header("x-multi", "b").unwrap();
+        req.insert_header("cookie", "theme=dark; session=\"abc123\"")
+            .unwrap();
+        req
+    }
+
+    fn render(template: &str) -> String {
+        let req = request();
+        let cx = VarContext {
+            req: &req,
+            request_uri: "/api/users?id=42&name=J%C3%B6rg+M&flag",
+            host: "api.example.com",
+            tls: true,
+            client_ip: Some("203.0.113.9".parse().unwrap()),
+            remote_addr: Some("10.0.0.1:51234".parse().unwrap()),
+            server_addr: Some("127.0.0.1:443".parse().unwrap()),
+            request_id: Some("req-1"),
+            location: "api",
+        };
+        Template::parse(template).unwrap().render(&cx)
+    }
+
+    #[test]
+    fn renders_every_variable() {
+        assert_eq!(
+            render("$scheme://$host$uri"),
+            "https://api.example.com/api/users"
+        );
+        assert_eq!(
+            render("$method $request_uri"),
+            "POST /api/users?id=42&name=J%C3%B6rg+M&flag"
+        );
+        assert_eq!(render("$remote_addr:$remote_port"), "203.0.113.9:51234");
+        assert_eq!(render("$server_addr:$server_port"), "127.0.0.1:443");
+        assert_eq!(render("$request_id@$location"), "req-1@api");
+        assert_eq!(
+            render("$http_user_agent|$http_x_multi|$http_absent"),
+            "curl/8|a, b|"
+        );
+        assert_eq!(
+            render("$cookie_theme/$cookie_session/$cookie_none"),
+            "dark/abc123/"
+        );
+        assert_eq!(
+            render("$arg_id,$arg_name,$arg_flag,$arg_nope"),
+            "42,Jörg M,,"
+        );
+    }
+
+    #[test]
+    fn dollars_that_are_not_variables_stay() {
+        assert_eq!(render("costs $5 or $$host"), "costs $5 or $host");
+        assert_eq!(render("trailing $"), "trailing $");
+        let constant = Template::parse("no vars: $$1").unwrap();
+        assert!(constant.is_constant());
+    }
+
+    #[test]
+    fn unknown_variables_are_errors() {
+        let err = Template::parse("x-$hots").unwrap_err();
+        assert!(err.starts_with("unknown variable $hots"), "{err}");
+        assert!(Template::parse("$http_").is_err());
+    }
+
+    #[test]
+    fn percent_decoding_is_lenient() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%41"), "A");
+    }
+}
