@@ -138,9 +138,10 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     })
 }
 
-/// Whether two listen addresses would claim the same port.
+/// Whether two listen addresses would claim the same port (port 0 asks for a fresh one each).
 fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
+    a.port() != 0
+        && a.port() == b.port()
         && a.is_ipv4() == b.is_ipv4()
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }

@@ -1,0 +1,183 @@
+//! Echo backends: hyper servers on ephemeral loopback ports that answer every request with a
+//! JSON description of what they received (method, path, query, headers, body length and
+//! checksum), so tests can check what pingap sent upstream.
+//!
+//! Request headers steer them: `x-echo-delay-ms: N` answers after N ms (announcing the request
+//! first, see [`Backend::wait_for_hits`]); `x-echo-status: N` answers with status N;
+//! `x-echo-header: Name: value` adds a response header.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+/// What a backend received, as it reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Echo {
+    /// The backend's name.
+    pub backend: String,
+    /// The request method.
+    pub method: String,
+    /// The path.
+    pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// Every header, lower-cased name to values in order.
+    pub headers: std::collections::BTreeMap<String, Vec<String>>,
+    /// The body length.
+    pub body_len: usize,
+    /// FNV-1a of the body.
+    pub body_fnv: u64,
+}
+
+impl Echo {
+    /// The single value of header `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+}
+
+/// FNV-1a, to compare bodies without echoing them back.
+pub fn fnv(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A running echo backend; stops when dropped.
+pub struct Backend {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    hit: Arc<Notify>,
+    stop: watch::Sender<bool>,
+}
+
+impl Backend {
+    /// Starts a backend named `name` on the current tokio runtime.
+    pub async fn start(name: &str) -> Backend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let hit = Arc::new(Notify::new());
+        let (stop, mut stopped) = watch::channel(false);
+        let name: Arc<str> = Arc::from(name);
+        let (task_hits, task_hit) = (hits.clone(), hit.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => continue,
+                    },
+                    _ = stopped.changed() => return,
+                };
+                let (name, hits, hit) = (name.clone(), task_hits.clone(), task_hit.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let (name, hits, hit) = (name.clone(), hits.clone(), hit.clone());
+                        async move { Ok::<_, Infallible>(echo(&name, req, &hits, &hit).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Backend {
+            addr,
+            hits,
+            hit,
+            stop,
+        }
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `count` requests have arrived.
+    pub async fn wait_for_hits(&self, count: usize, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, async {
+            loop {
+                let notified = self.hit.notified();
+                if self.hits() >= count {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn echo(
+    name: &str,
+    req: Request<Incoming>,
+    hits: &AtomicUsize,
+    hit: &Notify,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    hits.fetch_add(1, Ordering::SeqCst);
+    hit.notify_waiters();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(delay) = header("x-echo-delay-ms").and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let status = header("x-echo-status")
+        .and_then(|v| v.parse().ok())
+        .and_then(|v| StatusCode::from_u16(v).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut headers = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for (key, value) in &parts.headers {
+        headers
+            .entry(key.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let report = Echo {
+        backend: name.to_string(),
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers,
+        body_len: body.len(),
+        body_fnv: fnv(&body),
+    };
+    let mut response = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("server", "echo");
+    if let Some((name, value)) = header("x-echo-header").and_then(|v| v.split_once(':')) {
+        response = response.header(name.trim(), value.trim());
+    }
+    response
+        .body(Full::new(Bytes::from(serde_json::to_vec(&report).unwrap())))
+        .unwrap()
+}

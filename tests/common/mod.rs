@@ -1,0 +1,307 @@
+//! Shared harness for the end-to-end tests: the real `pingap` binary on ephemeral loopback ports
+//! with a generated config, Rust echo backends, and an HTTP client.
+//!
+//! Listeners are configured as `127.0.0.1:0`; pingap binds them before it starts and logs
+//! `listening on http://ADDR server=NAME`, which is how the harness learns the ports (no port is
+//! ever guessed, so parallel tests cannot collide). Readiness is its `started` line; every wait
+//! has a deadline; children are killed when the harness is dropped.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod backend;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub use backend::Backend;
+
+/// How long pingap may take to start.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_pingap")
+}
+
+/// Output lines of a child process, with a way to wait for one.
+#[derive(Clone, Default)]
+pub struct Output {
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Output {
+    fn capture(&self, stream: impl std::io::Read + Send + 'static) {
+        let output = self.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let (lines, changed) = &*output.lines;
+                lines.lock().unwrap().push(line);
+                changed.notify_all();
+            }
+        });
+    }
+
+    /// Everything printed so far.
+    pub fn text(&self) -> String {
+        self.lines.0.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a line containing `needle` appears; returns it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lines, changed) = &*self.lines;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            if let Some(line) = guard.iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            guard = changed.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+/// A running pingap.
+pub struct Pingap {
+    child: Child,
+    /// The bound address of each server.
+    pub servers: HashMap<String, SocketAddr>,
+    /// stdout and stderr, interleaved.
+    pub output: Output,
+    dir: tempfile::TempDir,
+}
+
+impl Pingap {
+    /// Starts pingap with `config` written to a fresh directory; panics with the output if it
+    /// does not start.
+    pub fn start(config: &str) -> Pingap {
+        Pingap::start_with(config, &[], &[])
+    }
+
+    /// Starts pingap with extra arguments and environment variables.
+    pub fn start_with(config: &str, args: &[&str], env: &[(&str, &str)]) -> Pingap {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("pingap.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut command = command();
+        command.arg("-c").arg(&config_path).args(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Pingap::spawn(command, dir)
+    }
+
+    /// Starts pingap with `-c` pointing at an existing path.
+    pub fn start_path(path: &Path) -> Pingap {
+        let mut command = command();
+        command.arg("-c").arg(path);
+        Pingap::spawn(command, tempfile::tempdir().unwrap())
+    }
+
+    /// Starts pingap with no `-c` (the embedded default).
+    pub fn start_default() -> Pingap {
+        Pingap::spawn(command(), tempfile::tempdir().unwrap())
+    }
+
+    fn spawn(mut command: Command, dir: tempfile::TempDir) -> Pingap {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn pingap");
+        let output = Output::default();
+        output.capture(child.stdout.take().unwrap());
+        output.capture(child.stderr.take().unwrap());
+        let mut pingap = Pingap {
+            child,
+            servers: HashMap::new(),
+            output,
+            dir,
+        };
+        if pingap.output.wait_for(" started", START_DEADLINE).is_none() {
+            panic!("pingap did not start:\n{}", pingap.output.text());
+        }
+        for line in pingap.output.text().lines() {
+            if let Some((addr, server)) = parse_listening(line) {
+                pingap.servers.insert(server, addr);
+            }
+        }
+        pingap
+    }
+
+    /// The address of server `name`.
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        *self
+            .servers
+            .get(name)
+            .unwrap_or_else(|| panic!("no server {name}: {:?}", self.servers))
+    }
+
+    /// `http://ADDR{path}` of server `name`.
+    pub fn url(&self, name: &str, path: &str) -> String {
+        format!("http://{}{path}", self.addr(name))
+    }
+
+    /// The config file pingap was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("pingap.toml")
+    }
+
+    /// The directory the config file is in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_exit(&mut self.child, timeout)
+    }
+}
+
+impl Drop for Pingap {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- pingap output ---\n{}\n---", self.output.text());
+        }
+    }
+}
+
+/// A `pingap` command with a clean environment (no `RUST_LOG` or `PINGAP_*` from the caller).
+pub fn command() -> Command {
+    let mut command = Command::new(binary());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("PINGAP_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs `pingap` to completion (for `-t` and failing starts) and returns its exit status and
+/// its stdout and stderr, concatenated.
+pub fn run_to_exit(mut command: Command) -> (ExitStatus, String) {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let read_all = |mut stream: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+    let Some(status) = wait_exit(&mut child, START_DEADLINE) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "pingap did not exit:\n{}{}",
+            stdout.join().unwrap(),
+            stderr.join().unwrap()
+        );
+    };
+    (status, stdout.join().unwrap() + &stderr.join().unwrap())
+}
+
+/// Writes `config` to a temporary file and runs `pingap -t -c` on it.
+pub fn check_config(config: &str) -> (ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pingap.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = command();
+    command.arg("-t").arg("-c").arg(&path);
+    run_to_exit(command)
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn parse_listening(line: &str) -> Option<(SocketAddr, String)> {
+    let rest = line.split("listening on ").nth(1)?;
+    let url = rest.split_whitespace().next()?;
+    let addr = url.split("://").nth(1)?.parse().ok()?;
+    let server = rest.split("server=").nth(1)?.split_whitespace().next()?;
+    Some((addr, server.to_string()))
+}
+
+/// An HTTP client that talks to loopback only, never through a proxy.
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    check()
+}
+
+/// A loopback port on which connections are refused: a socket bound but not listening, held
+/// for as long as the value lives, so no other test can take the port.
+pub struct RefusingPort {
+    _socket: socket2::Socket,
+    /// The address.
+    pub addr: SocketAddr,
+}
+
+impl RefusingPort {
+    /// Reserves one.
+    pub fn new() -> RefusingPort {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let addr = socket.local_addr().unwrap().as_socket().unwrap();
+        RefusingPort {
+            _socket: socket,
+            addr,
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The process: starting on the embedded default, failing fast when a listener cannot bind,
+//! graceful shutdown with requests in flight, and reloading on SIGHUP.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::backend::Echo;
+use common::{Backend, Pingap, client, command, run_to_exit};
+use nix::sys::signal::Signal;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_configuration_serves_a_welcome_page() {
+    // The embedded default listens on 127.0.0.1:6188; run the same file on a fresh port.
+    let default =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/default.toml"))
+            .unwrap();
+    assert!(default.contains("127.0.0.1:6188"));
+    let pingap = Pingap::start(&default.replace("127.0.0.1:6188", "127.0.0.1:0"));
+    let response = client()
+        .get(pingap.url("welcome", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<h1>Welcome to pingap</h1>"), "{page}");
+}
+
+#[test]
+fn an_address_in_use_ends_the_start_with_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pingap.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[servers.main]\naddr = '{addr}'\nlocations = ['page']\n[locations.page]\nplugins = ['page']\n\
+             [plugins.page]\ntype = 'mock'\nbody = 'x'\n"
+        ),
+    )
+    .unwrap();
+    let mut start = command();
+    start.arg("-c").arg(&path);
+    let began = Instant::now();
+    let (status, output) = run_to_exit(start);
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains(&format!(
+            "server \"main\" cannot listen on {addr}: Address already in use"
+        )),
+        "{output}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "no retrying for 30 s"
+    );
+}
+
+fn proxy_config(backend: &Backend, extra_basic: &str) -> String {
+    format!(
+        "[basic]\n{extra_basic}\n[upstreams.api]\naddrs = ['{}']\n[locations.api]\nupstream = 'api'\n\
+         [servers.main]\naddr = '127.0.0.1:0'\nlocations = ['api']\n",
+        backend.addr
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let backend = Backend::start("slow").await;
+        let mut pingap = Pingap::start(&proxy_config(&backend, ""));
+        let url = pingap.url("main", "/");
+        let in_flight = tokio::spawn(async move {
+            client()
+                .get(url)
+                .header("x-echo-delay-ms", "1000")
+                .send()
+                .await
+        });
+        assert!(backend.wait_for_hits(1, Duration::from_secs(10)).await);
+        pingap.signal(signal);
+        assert!(
+            pingap
+                .output
+                .wait_for("shutting down", Duration::from_secs(10))
+                .is_some(),
+            "{signal}"
+        );
+        let response = in_flight.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200, "{signal}");
+        let echo: Echo = response.json().await.unwrap();
+        assert_eq!(echo.backend, "slow");
+        let status = pingap
+            .wait_exit(Duration::from_secs(10))
+            .expect("exits once drained");
+        assert!(status.success(), "{signal}: {status:?}");
+        assert!(pingap.output.text().contains("every request finished"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graceful_shutdown_timeout_bounds_the_wait() {
+    let backend = Backend::start("stuck").await;
+    let mut pingap = Pingap::start(&proxy_config(
+        &backend,
+        "graceful_shutdown_timeout = '300ms'",
+    ));
+    let url = pingap.url("main", "/");
+    let in_flight = tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("x-echo-delay-ms", "20000")
+            .send()
+            .await
+    });
+    assert!(backend.wait_for_hits(1, Duration::from_secs(10)).await);
+    let signalled = Instant::now();
+    pingap.signal(Signal::SIGTERM);
+    let status = pingap
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after the timeout");
+    assert!(status.success());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        pingap
+            .output
+            .text()
+            .contains("graceful_shutdown_timeout reached")
+    );
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the stuck request is cut off"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
+    let (first, second) = (
+        Backend::start("first").await,
+        Backend::start("second").await,
+    );
+    let pingap = Pingap::start(&proxy_config(&first, ""));
+    let client = client();
+    let backend_of = |client: reqwest::Client, url: String| async move {
+        let echo: Echo = client.get(url).send().await.unwrap().json().await.unwrap();
+        echo.backend
+    };
+    let url = pingap.url("main", "/");
+    assert_eq!(backend_of(client.clone(), url.clone()).await, "first");
+
+    std::fs::write(pingap.config_path(), proxy_config(&second, "")).unwrap();
+    pingap.signal(Signal::SIGHUP);
+    assert!(
+        pingap
+            .output
+            .wait_for("configuration reloaded", Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        pingap.output.text()
+    );
+    assert_eq!(backend_of(client.clone(), url.clone()).await, "second");
+
+    std::fs::write(
+        pingap.config_path(),
+        proxy_config(&first, "").replace("upstream = 'api'", "upstream = 'missing'"),
+    )
+    .unwrap();
+    pingap.signal(Signal::SIGHUP);
+    let rejected = pingap
+        .output
+        .wait_for("rejected", Duration::from_secs(10))
+        .expect("the bad reload is reported");
+    assert!(rejected.contains("keeping the running one"), "{rejected}");
+    assert!(
+        pingap
+            .output
+            .text()
+            .contains("locations.api.upstream: no upstream named \"missing\""),
+        "{}",
+        pingap.output.text()
+    );
+    assert_eq!(backend_of(client.clone(), url.clone()).await, "second");
+
+    // A reload that moves a listener needs an upgrade and is refused.
+    std::fs::write(
+        pingap.config_path(),
+        proxy_config(&first, "").replace("127.0.0.1:0", "127.0.0.2:0"),
+    )
+    .unwrap();
+    pingap.signal(Signal::SIGHUP);
+    assert!(
+        pingap
+            .output
+            .wait_for("the listeners changed", Duration::from_secs(10))
+            .is_some(),
+        "{}",
+        pingap.output.text()
+    );
+    assert_eq!(backend_of(client, url).await, "second");
+}
