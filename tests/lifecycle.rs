@@ -210,3 +210,145 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
     );
     assert_eq!(backend_of(client, url).await, "second");
 }
+
+/// Kills a daemonized pingap (not a child of the test) when dropped.
+struct Daemon(nix::unistd::Pid);
+
+impl Daemon {
+    fn alive(&self) -> bool {
+        nix::sys::signal::kill(self.0, None).is_ok()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, Signal::SIGKILL);
+    }
+}
+
+async fn wait_until(timeout: Duration, check: impl Fn() -> bool) -> bool {
+    common::eventually(timeout, check).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_mode_writes_a_pid_file_and_serves_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pingap.pid");
+    let error_log = dir.path().join("error.log");
+    let config = format!(
+        "[basic]\npid_file = '{}'\nerror_log = '{}'\n\
+         [servers.main]\naddr = '127.0.0.1:0'\nlocations = ['page']\n[locations.page]\nplugins = ['page']\n\
+         [plugins.page]\ntype = 'mock'\nbody = 'from the daemon'\n",
+        pid_file.display(),
+        error_log.display()
+    );
+    let mut pingap = Pingap::start_with(&config, &["-d"], &[]);
+    let parent = pingap
+        .wait_exit(Duration::from_secs(10))
+        .expect("the parent exits");
+    assert!(parent.success());
+    assert!(wait_until(Duration::from_secs(10), || pid_file.exists()).await);
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let daemon = Daemon(nix::unistd::Pid::from_raw(pid));
+    assert_ne!(pid, pingap.pid(), "the daemon is a new process");
+    assert!(daemon.alive());
+
+    let body = client()
+        .get(pingap.url("main", "/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "from the daemon");
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(
+            &error_log
+        )
+        .is_ok_and(|log| log.contains("Starting service")))
+        .await,
+        "the daemon logs to basic.error_log"
+    );
+
+    nix::sys::signal::kill(daemon.0, Signal::SIGTERM).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !daemon.alive()).await);
+    assert!(!pid_file.exists(), "the pid file is removed on exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_upgrade_hands_the_listener_over_without_failed_requests() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("upgrade.sock");
+    let config = |addr: &str| {
+        format!(
+            "[basic]\nupgrade_sock = '{}'\n[upstreams.api]\naddrs = ['{}']\n[locations.api]\nupstream = 'api'\n\
+             [servers.main]\naddr = '{addr}'\nlocations = ['api']\n",
+            sock.display(),
+            backend.addr
+        )
+    };
+    let mut old = Pingap::start(&config("127.0.0.1:0"));
+    let addr = old.addr("main");
+    // The new process asks for the very address the old one bound.
+    let new_config = dir.path().join("new.toml");
+    std::fs::write(&new_config, config(&addr.to_string())).unwrap();
+    let mut upgrade = command();
+    upgrade.arg("-u").arg("-c").arg(&new_config);
+    let mut new = Pingap::launch(upgrade, tempfile::tempdir().unwrap());
+
+    // Traffic on fresh connections throughout the hand-over.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        let client = common::client_builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match client.get(format!("http://{addr}/")).send().await {
+                    Ok(response) if response.status() == 200 => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        })
+    };
+
+    assert!(
+        wait_until(Duration::from_secs(10), || sock.exists()).await,
+        "the new process waits for the listeners"
+    );
+    old.signal(Signal::SIGQUIT);
+    new.wait_started();
+    assert_eq!(new.addr("main"), addr);
+    let status = old
+        .wait_exit(Duration::from_secs(20))
+        .expect("the old process exits");
+    assert!(status.success());
+    // A few more requests, now only the new process can answer.
+    let served_before = backend.hits();
+    assert!(
+        backend
+            .wait_for_hits(served_before + 5, Duration::from_secs(10))
+            .await
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = traffic.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 10, "{ok}");
+}

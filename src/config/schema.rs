@@ -47,6 +47,9 @@ pub struct Basic {
     pub work_stealing: Option<bool>,
     /// Where to write the process id when running as a daemon.
     pub pid_file: Option<PathBuf>,
+    /// Where a daemon's standard error (its log) goes; without it, the daemon keeps the
+    /// standard error it was started with.
+    pub error_log: Option<PathBuf>,
     /// The unix socket used to hand listeners over in a graceful upgrade.
     pub upgrade_sock: Option<PathBuf>,
     /// User to switch to after daemonizing.

@@ -22,6 +22,9 @@ use crate::proxy::ctx::InFlight;
 use crate::runtime::{Compiled, ProcessPlan, RuntimeHandle};
 pub use reload::{ReloadError, Reloader};
 
+/// Where a daemon writes its pid when `basic.pid_file` is not set.
+pub const DEFAULT_PID_FILE: &str = "/tmp/pingap.pid";
+
 /// How the process was asked to run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunFlags {
@@ -134,7 +137,9 @@ pub fn run(
         drain::Drain {
             in_flight,
             timeout: plan.graceful_shutdown_timeout,
-            pid_file: plan.pid_file.clone().filter(|_| flags.daemon),
+            pid_file: flags
+                .daemon
+                .then(|| server.configuration.pid_file.clone().into()),
         },
     ));
 
@@ -167,8 +172,10 @@ fn server_conf(plan: &ProcessPlan, flags: RunFlags) -> ServerConf {
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
-    if let Some(pid_file) = &plan.pid_file {
-        conf.pid_file = pid_file.display().to_string();
-    }
+    conf.pid_file = plan
+        .pid_file
+        .as_ref()
+        .map_or_else(|| DEFAULT_PID_FILE.to_string(), |p| p.display().to_string());
+    conf.error_log = plan.error_log.as_ref().map(|p| p.display().to_string());
     conf
 }

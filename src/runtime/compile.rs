@@ -163,6 +163,7 @@ impl Context<'_> {
             threads,
             work_stealing: basic.work_stealing.unwrap_or(true),
             pid_file: resolve_file(&basic.pid_file),
+            error_log: resolve_file(&basic.error_log),
             upgrade_sock: resolve_file(&basic.upgrade_sock)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_UPGRADE_SOCK)),
             user: basic.user.clone(),

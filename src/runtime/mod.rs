@@ -93,6 +93,8 @@ pub struct ProcessPlan {
     pub work_stealing: bool,
     /// Pid file for daemon mode.
     pub pid_file: Option<PathBuf>,
+    /// Standard error of the daemon.
+    pub error_log: Option<PathBuf>,
     /// Socket for graceful upgrades.
     pub upgrade_sock: PathBuf,
     /// User to switch to after daemonizing.

@@ -120,27 +120,37 @@ impl Pingap {
         Pingap::spawn(command(), tempfile::tempdir().unwrap())
     }
 
-    fn spawn(mut command: Command, dir: tempfile::TempDir) -> Pingap {
+    fn spawn(command: Command, dir: tempfile::TempDir) -> Pingap {
+        let mut pingap = Pingap::launch(command, dir);
+        pingap.wait_started();
+        pingap
+    }
+
+    /// Starts the process without waiting for it to be ready (see [`Pingap::wait_started`]).
+    pub fn launch(mut command: Command, dir: tempfile::TempDir) -> Pingap {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn pingap");
         let output = Output::default();
         output.capture(child.stdout.take().unwrap());
         output.capture(child.stderr.take().unwrap());
-        let mut pingap = Pingap {
+        Pingap {
             child,
             servers: HashMap::new(),
             output,
             dir,
-        };
-        if pingap.output.wait_for(" started", START_DEADLINE).is_none() {
-            panic!("pingap did not start:\n{}", pingap.output.text());
         }
-        for line in pingap.output.text().lines() {
+    }
+
+    /// Waits for the `started` line and reads the listening addresses.
+    pub fn wait_started(&mut self) {
+        if self.output.wait_for(" started", START_DEADLINE).is_none() {
+            panic!("pingap did not start:\n{}", self.output.text());
+        }
+        for line in self.output.text().lines() {
             if let Some((addr, server)) = parse_listening(line) {
-                pingap.servers.insert(server, addr);
+                self.servers.insert(server, addr);
             }
         }
-        pingap
     }
 
     /// The address of server `name`.
@@ -262,12 +272,15 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, String)> {
 
 /// An HTTP client that talks to loopback only, never through a proxy.
 pub fn client() -> reqwest::Client {
+    client_builder().build().unwrap()
+}
+
+/// The builder of [`client`], to adjust.
+pub fn client_builder() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
 }
 
 /// Polls `check` until it holds or `timeout` passes.
