@@ -20,11 +20,11 @@
 //! | `$cookie_NAME` | cookie `NAME` |
 //! | `$arg_NAME` | query parameter `NAME` |
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderName, HeaderValue};
+use pingap_plugins::request::{cookie, query_arg};
 use pingora::http::RequestHeader;
 
 /// Everything a variable can be read from, for one request.
@@ -178,66 +178,6 @@ fn path_of(request_uri: &str) -> &str {
     request_uri
         .split_once('?')
         .map_or(request_uri, |(path, _)| path)
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key.trim() == name).then(|| value.trim().trim_matches('"'))
-        })
-}
-
-/// The percent-decoded value of query parameter `name`.
-pub fn query_arg<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key) == name).then(|| percent_decode(value))
-    })
-}
-
-/// Decodes `%XX` escapes and `+` (as space); invalid escapes are kept as they are.
-pub fn percent_decode(text: &str) -> Cow<'_, str> {
-    if !text.contains(['%', '+']) {
-        return Cow::Borrowed(text);
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => match (hex_digit(bytes.get(i + 1)), hex_digit(bytes.get(i + 2))) {
-                (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            other => {
-                out.push(other);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex_digit(byte: Option<&u8>) -> Option<u8> {
-    char::from(*byte?)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,13 +350,5 @@ mod tests {
         let err = Template::parse("x-$hots").unwrap_err();
         assert!(err.starts_with("unknown variable $hots"), "{err}");
         assert!(Template::parse("$http_").is_err());
-    }
-
-    #[test]
-    fn percent_decoding_is_lenient() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%41"), "A");
     }
 }

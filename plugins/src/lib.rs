@@ -23,9 +23,11 @@ mod builtin;
 mod chain;
 mod ctx;
 mod error;
+mod key;
 mod phase;
 mod plugin;
 mod registry;
+pub mod request;
 mod response;
 pub mod settings;
 

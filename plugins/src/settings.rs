@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::BuildError;
@@ -114,6 +114,34 @@ impl Serialize for ByteSize {
     }
 }
 
+/// A key that takes one string or a list of them, such as `host`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(OneOrMany(vec![text.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany(items))
+            }
+        }
+        deserializer.deserialize_any(ListVisitor)
+    }
+}
+
 /// Parses a list of `"Name: value"` headers from the setting `key`.
 pub fn header_list(
     key: &str,
@@ -184,5 +212,67 @@ mod tests {
     fn reports_missing_keys() {
         let err = parse::<Sample>(&settings("")).unwrap_err();
         assert!(err.to_string().contains("missing field `header`"), "{err}");
+    }
+
+    #[derive(Deserialize)]
+    struct Values {
+        timeout: Option<ConfigDuration>,
+        size: Option<ByteSize>,
+        host: Option<OneOrMany>,
+    }
+
+    fn values(text: &str) -> Result<Values, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("500ms", 500),
+            ("10s", 10_000),
+            ("1m", 60_000),
+            ("1h 30m", 5_400_000),
+        ];
+        for (text, millis) in cases {
+            let sample = values(&format!("timeout = \"{text}\"")).unwrap();
+            assert_eq!(sample.timeout.unwrap().get(), Duration::from_millis(millis));
+        }
+        let err = values("timeout = \"10x\"").err().unwrap();
+        assert!(err.contains("invalid duration \"10x\""), "{err}");
+        let err = values("timeout = 10").err().unwrap();
+        assert!(err.contains("a duration such as"), "{err}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(
+            values("size = \"8MB\"").unwrap().size,
+            Some(ByteSize(8_000_000))
+        );
+        assert_eq!(
+            values("size = \"1MiB\"").unwrap().size,
+            Some(ByteSize(1 << 20))
+        );
+        assert_eq!(values("size = 1024").unwrap().size, Some(ByteSize(1024)));
+        assert!(
+            values("size = \"lots\"")
+                .err()
+                .unwrap()
+                .contains("invalid size")
+        );
+        assert!(values("size = -1").err().unwrap().contains("negative"));
+    }
+
+    #[test]
+    fn one_or_many() {
+        assert_eq!(
+            values("host = \"a\"").unwrap().host.unwrap().0,
+            ["a".to_string()]
+        );
+        assert_eq!(
+            values("host = [\"a\", \"b\"]").unwrap().host.unwrap().0,
+            ["a", "b"]
+        );
+        assert!(values("host = 3").is_err());
     }
 }

@@ -53,12 +53,13 @@ impl Compiled {
             .values()
             .map(|p| p.backend_count())
             .sum();
-        let locations: usize = self
+        let locations = self
             .runtime
             .servers
             .iter()
-            .map(|s| s.router.targets().count())
-            .sum();
+            .flat_map(|s| s.router.targets().map(|l| &l.name))
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         format!(
             "{}, {}, {} ({}), {}",
             plural(self.runtime.servers.len(), "server"),
