@@ -1,6 +1,8 @@
 //! `pingap -t`: valid configurations pass with a summary; each kind of mistake fails with an
 //! error naming the file, line, key and reason, and every error of a file is reported at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! The process: starting on the embedded default, failing fast when a listener cannot bind,
 //! graceful shutdown with requests in flight, and reloading on SIGHUP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

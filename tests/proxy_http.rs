@@ -1,6 +1,8 @@
 //! HTTP/1.1 proxying through the real binary: bodies and methods arrive intact, rewrites and
 //! header rules apply, round robin spreads load, and failures get the documented status.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! HTTPS listeners: the certificate is served, HTTP/2 and HTTP/1.1 are negotiated by ALPN, and a
 //! bad certificate or key is a config error naming the server and file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

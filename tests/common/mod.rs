@@ -18,6 +18,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use backend::Backend;
 
 /// How long pingap may take to start.

@@ -73,7 +73,22 @@ fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, Build
 /// In-flight counts by key hash, with a wake-up per shard for queued requests.
 struct Slots {
     max: u32,
-    shards: Box<[(Mutex<HashMap<u64, u32>>, Notify)]>,
+    shards: Box<[Shard]>,
+}
+
+#[derive(Default)]
+struct Shard {
+    counts: Mutex<HashMap<u64, u32>>,
+    freed: Notify,
+}
+
+impl Shard {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u32>> {
+        match self.counts.lock() {
+            Ok(counts) => counts,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
 }
 
 /// A held slot; dropping it frees the slot.
@@ -86,21 +101,16 @@ impl Slots {
     fn new(max: u32) -> Slots {
         Slots {
             max,
-            shards: (0..SHARDS)
-                .map(|_| (Mutex::new(HashMap::new()), Notify::new()))
-                .collect(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
         }
     }
 
-    fn shard(&self, key: u64) -> &(Mutex<HashMap<u64, u32>>, Notify) {
+    fn shard(&self, key: u64) -> &Shard {
         &self.shards[(key % SHARDS as u64) as usize]
     }
 
     fn try_acquire(self: &Arc<Self>, key: u64) -> Option<Permit> {
-        let mut counts = match self.shard(key).0.lock() {
-            Ok(counts) => counts,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut counts = self.shard(key).counts();
         let count = counts.entry(key).or_insert(0);
         if *count >= self.max {
             return None;
@@ -115,7 +125,7 @@ impl Slots {
     async fn acquire(self: &Arc<Self>, key: u64, timeout: Duration) -> Option<Permit> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let freed = self.shard(key).1.notified();
+            let freed = self.shard(key).freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             if let Some(permit) = self.try_acquire(key) {
@@ -130,11 +140,8 @@ impl Slots {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let (counts, freed) = self.slots.shard(self.key);
-        let mut counts = match counts.lock() {
-            Ok(counts) => counts,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let shard = self.slots.shard(self.key);
+        let mut counts = shard.counts();
         if let Some(count) = counts.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
@@ -142,7 +149,7 @@ impl Drop for Permit {
             }
         }
         drop(counts);
-        freed.notify_waiters();
+        shard.freed.notify_waiters();
     }
 }
 
