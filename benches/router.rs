@@ -24,7 +24,10 @@ fn table() -> Router<usize> {
             });
         }
     }
-    for (index, host) in ["*.apps.example.com", "~^tenant-\\d+\\.example\\.org$"].iter().enumerate() {
+    for (index, host) in ["*.apps.example.com", "~^tenant-\\d+\\.example\\.org$"]
+        .iter()
+        .enumerate()
+    {
         specs.push(RouteSpec {
             hosts: vec![HostPattern::parse(host).unwrap()],
             path: Some(PathPattern::parse("/").unwrap()),
@@ -45,10 +48,20 @@ fn bench(c: &mut Criterion) {
     let router = table();
     let mut group = c.benchmark_group("route");
     group.bench_function("exact host + prefix (match)", |b| {
-        b.iter(|| router.route(black_box("host-517.example.com"), black_box("/svc7/v1/users/42")))
+        b.iter(|| {
+            router.route(
+                black_box("host-517.example.com"),
+                black_box("/svc7/v1/users/42"),
+            )
+        })
     });
     group.bench_function("exact host, no path matches", |b| {
-        b.iter(|| router.route(black_box("host-517.example.com"), black_box("/nothing/here")))
+        b.iter(|| {
+            router.route(
+                black_box("host-517.example.com"),
+                black_box("/nothing/here"),
+            )
+        })
     });
     group.bench_function("unknown host (no match)", |b| {
         b.iter(|| router.route(black_box("unknown.example.net"), black_box("/svc7/v1")))
