@@ -208,8 +208,9 @@ struct Buckets {
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
-    /// Seconds since the epoch when `tokens` was computed.
-    updated: f64,
+    /// Nanoseconds since the epoch when `tokens` was computed (integer, so that elapsed times
+    /// are exact).
+    updated: u64,
 }
 
 impl Buckets {
@@ -228,7 +229,7 @@ impl Buckets {
 
     /// Takes one token for `key` at `now`.
     fn take(&self, key: u64, now: Instant) -> Verdict {
-        let now = now.saturating_duration_since(self.epoch).as_secs_f64();
+        let now = self.nanos(now);
         let shard = &self.shards[(key % SHARDS as u64) as usize];
         let mut shard = match shard.lock() {
             Ok(shard) => shard,
@@ -241,8 +242,7 @@ impl Buckets {
             tokens: self.burst,
             updated: now,
         });
-        bucket.tokens =
-            (bucket.tokens + (now - bucket.updated).max(0.0) * self.rate).min(self.burst);
+        bucket.tokens = self.refilled(bucket, now);
         bucket.updated = now;
         let allowed = bucket.tokens >= 1.0;
         if allowed {
@@ -260,14 +260,23 @@ impl Buckets {
         }
     }
 
+    fn nanos(&self, instant: Instant) -> u64 {
+        u64::try_from(instant.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The bucket's tokens at `now`.
+    fn refilled(&self, bucket: &Bucket, now: u64) -> f64 {
+        let elapsed = now.saturating_sub(bucket.updated) as f64 / 1e9;
+        (bucket.tokens + elapsed * self.rate).min(self.burst)
+    }
+
     /// Makes room in a full shard.
-    fn evict(&self, shard: &mut HashMap<u64, Bucket>, now: f64) {
-        let (rate, burst) = (self.rate, self.burst);
-        shard.retain(|_, b| b.tokens + (now - b.updated) * rate < burst);
+    fn evict(&self, shard: &mut HashMap<u64, Bucket>, now: u64) {
+        shard.retain(|_, bucket| self.refilled(bucket, now) < self.burst);
         if shard.len() >= self.shard_capacity
             && let Some(oldest) = shard
                 .iter()
-                .min_by(|a, b| a.1.updated.total_cmp(&b.1.updated))
+                .min_by_key(|(_, bucket)| bucket.updated)
                 .map(|(key, _)| *key)
         {
             shard.remove(&oldest);
