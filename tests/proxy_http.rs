@@ -8,8 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::backend::{Echo, fnv};
-use common::{Backend, Pingap, RefusingPort, client};
-use serde_json::Value;
+use common::{Backend, Pingap, RefusingPort, client, get_json};
 
 /// A config with one server `main` on an ephemeral port whose location `api` (path `/`, plus
 /// `extra` keys) proxies to `addrs`.
@@ -243,15 +242,12 @@ async fn unmatched_requests_get_a_404_page() {
         "{page}"
     );
 
-    let response = client
-        .get(pingap.url("main", "/api"))
-        .header("host", "other.example.com")
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = get_json(
+        &pingap.url("main", "/api"),
+        &[("host", "other.example.com")],
+    )
+    .await;
+    assert_eq!(status, 404);
     assert_eq!(body["status"], 404);
     assert_eq!(body["message"], "no route matched this request");
     assert_eq!(backend.hits(), 0);
@@ -270,14 +266,8 @@ async fn unmatched_requests_get_a_404_page() {
 async fn a_refused_connection_gets_a_502() {
     let dead = RefusingPort::new();
     let pingap = Pingap::start(&single(&[dead.addr.to_string()], "", ""));
-    let response = client()
-        .get(pingap.url("main", "/"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 502);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = get_json(&pingap.url("main", "/"), &[]).await;
+    assert_eq!(status, 502);
     assert_eq!(body["message"], "could not connect to upstream \"api\"");
 }
 
@@ -289,15 +279,8 @@ async fn a_slow_upstream_gets_a_504() {
         "",
         "read_timeout = '200ms'",
     ));
-    let response = client()
-        .get(pingap.url("main", "/"))
-        .header("x-echo-delay-ms", "3000")
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 504);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = get_json(&pingap.url("main", "/"), &[("x-echo-delay-ms", "3000")]).await;
+    assert_eq!(status, 504);
     assert_eq!(body["message"], "upstream \"api\" timed out");
 }
 

@@ -9,6 +9,11 @@ use pingora_http::RequestHeader;
 use crate::Ctx;
 use crate::request::{cookie, query_arg};
 
+/// The default `key` of limits: the client address.
+pub(crate) fn default_key() -> String {
+    "$remote_addr".to_string()
+}
+
 /// Where a limit key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum KeySource {

@@ -284,6 +284,18 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .timeout(Duration::from_secs(30))
 }
 
+/// GETs `url` asking for JSON and returns the status and the JSON body (pingap's error pages
+/// are JSON for such clients).
+pub async fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut request = client().get(url).header("accept", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
 /// Polls `check` until it holds or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -41,13 +41,9 @@ const SHARDS: usize = 64;
 #[serde(deny_unknown_fields)]
 struct Config {
     max: u32,
-    #[serde(default = "default_key")]
+    #[serde(default = "crate::key::default_key")]
     key: String,
     queue_timeout: Option<ConfigDuration>,
-}
-
-fn default_key() -> String {
-    "$remote_addr".to_string()
 }
 
 struct Concurrency {

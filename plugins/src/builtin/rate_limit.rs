@@ -53,14 +53,10 @@ const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 struct Config {
     rate: Rate,
     burst: Option<u32>,
-    #[serde(default = "default_key")]
+    #[serde(default = "crate::key::default_key")]
     key: String,
     #[serde(default = "default_max_keys")]
     max_keys: usize,
-}
-
-fn default_key() -> String {
-    "$remote_addr".to_string()
 }
 
 fn default_max_keys() -> usize {
