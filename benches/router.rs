@@ -8,9 +8,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use pingap::router::conditions::Conditions;
 use pingap::router::host::{HostPattern, normalize_host};
 use pingap::router::path::PathPattern;
 use pingap::router::{RouteSpec, Router};
+use pingora::http::RequestHeader;
 
 fn table() -> Router<usize> {
     let mut specs = Vec::new();
@@ -19,6 +21,7 @@ fn table() -> Router<usize> {
             specs.push(RouteSpec {
                 hosts: vec![HostPattern::parse(&format!("host-{host}.example.com")).unwrap()],
                 path: Some(PathPattern::parse(&format!("/svc{service}/v{}", service % 3)).unwrap()),
+                conditions: Conditions::default(),
                 priority: 0,
                 target: specs.len(),
             });
@@ -31,6 +34,7 @@ fn table() -> Router<usize> {
         specs.push(RouteSpec {
             hosts: vec![HostPattern::parse(host).unwrap()],
             path: Some(PathPattern::parse("/").unwrap()),
+            conditions: Conditions::default(),
             priority: 0,
             target: 20_000 + index,
         });
@@ -38,40 +42,45 @@ fn table() -> Router<usize> {
     specs.push(RouteSpec {
         hosts: Vec::new(),
         path: Some(PathPattern::parse("=/health").unwrap()),
+        conditions: Conditions::default(),
         priority: 0,
         target: 30_000,
     });
     Router::new(specs)
 }
 
+fn get(path: &str) -> RequestHeader {
+    RequestHeader::build("GET", path.as_bytes(), None).unwrap()
+}
+
 fn bench(c: &mut Criterion) {
     let router = table();
     let mut group = c.benchmark_group("route");
-    group.bench_function("exact host + prefix (match)", |b| {
-        b.iter(|| {
-            router.route(
-                black_box("host-517.example.com"),
-                black_box("/svc7/v1/users/42"),
-            )
-        })
-    });
-    group.bench_function("exact host, no path matches", |b| {
-        b.iter(|| {
-            router.route(
-                black_box("host-517.example.com"),
-                black_box("/nothing/here"),
-            )
-        })
-    });
-    group.bench_function("unknown host (no match)", |b| {
-        b.iter(|| router.route(black_box("unknown.example.net"), black_box("/svc7/v1")))
-    });
-    group.bench_function("wildcard host", |b| {
-        b.iter(|| router.route(black_box("shop.apps.example.com"), black_box("/cart")))
-    });
-    group.bench_function("regex host", |b| {
-        b.iter(|| router.route(black_box("tenant-42.example.org"), black_box("/cart")))
-    });
+    let cases = [
+        (
+            "exact host + prefix (match)",
+            "host-517.example.com",
+            "/svc7/v1/users/42",
+        ),
+        (
+            "exact host, no path matches",
+            "host-517.example.com",
+            "/nothing/here",
+        ),
+        ("unknown host (no match)", "unknown.example.net", "/svc7/v1"),
+        ("wildcard host", "shop.apps.example.com", "/cart"),
+        ("regex host", "tenant-42.example.org", "/cart"),
+    ];
+    for (name, host, path) in cases {
+        let req = get(path);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                router
+                    .route(black_box(host), black_box(&req))
+                    .map(|m| *m.target)
+            })
+        });
+    }
     group.bench_function("normalize host header", |b| {
         b.iter(|| {
             let mut buf = [0u8; 256];

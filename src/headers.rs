@@ -8,7 +8,7 @@
 use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use crate::vars::{Template, VarContext};
+use crate::vars::{Scope, Template, VarContext};
 
 /// One location's rules for one direction.
 #[derive(Debug, Clone, Default)]
@@ -60,17 +60,18 @@ impl HeaderRules {
         add: &[String],
         set: &[String],
         remove: &[String],
+        scope: Scope<'_>,
     ) -> Result<HeaderRules, Vec<(String, String)>> {
         let mut errors = Vec::new();
         let mut rules = HeaderRules::default();
         for (index, rule) in add.iter().enumerate() {
-            match parse_rule(rule) {
+            match parse_rule(rule, scope) {
                 Ok(pair) => rules.add.push(pair),
                 Err(e) => errors.push((format!("{prefix}_add[{index}]"), e)),
             }
         }
         for (index, rule) in set.iter().enumerate() {
-            match parse_rule(rule) {
+            match parse_rule(rule, scope) {
                 Ok(pair) => rules.set.push(pair),
                 Err(e) => errors.push((format!("{prefix}_set[{index}]"), e)),
             }
@@ -86,6 +87,14 @@ impl HeaderRules {
         } else {
             Err(errors)
         }
+    }
+
+    /// Whether a value uses the location's captures.
+    pub fn uses_captures(&self) -> bool {
+        self.set
+            .iter()
+            .chain(&self.add)
+            .any(|(_, t)| t.uses_captures())
     }
 
     /// Whether there is no rule.
@@ -112,12 +121,12 @@ impl HeaderRules {
     }
 }
 
-fn parse_rule(rule: &str) -> Result<(HeaderName, Template), String> {
+fn parse_rule(rule: &str, scope: Scope<'_>) -> Result<(HeaderName, Template), String> {
     let (name, value) = rule
         .split_once(':')
         .ok_or_else(|| format!("\"{rule}\" is not \"Name: value\""))?;
     let name = parse_name(name.trim())?;
-    let template = Template::parse(value.trim())?;
+    let template = Template::parse(value.trim(), scope)?;
     if template.is_constant() && template.constant_value().is_none() {
         return Err(format!("\"{}\" is not a valid header value", value.trim()));
     }
@@ -143,6 +152,7 @@ mod tests {
             server_addr: None,
             request_id: None,
             location: "loc",
+            captures: &[],
         }
     }
 
@@ -153,6 +163,7 @@ mod tests {
             &["X-Multi: one".into(), "X-Multi:two".into()],
             &["X-Client: $remote_addr".into(), "Server: pingap".into()],
             &["Server".into(), "X-Gone".into()],
+            Scope::default(),
         )
         .unwrap();
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
@@ -185,6 +196,7 @@ mod tests {
                 "X-Ok: fine".into(),
             ],
             &["also bad".into()],
+            Scope::default(),
         )
         .unwrap_err();
         let keys: Vec<_> = errors.iter().map(|(k, _)| k.as_str()).collect();

@@ -9,6 +9,7 @@
 //! * [`process`]: listeners, signals, reload and graceful shutdown around Pingora's `Server`.
 
 pub mod config;
+pub mod explain;
 pub mod headers;
 pub mod process;
 pub mod proxy;

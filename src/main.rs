@@ -2,11 +2,13 @@
 //! over to [`pingap::process::run`].
 
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use pingap::config::Source;
+use pingap::explain::{self, Request};
 use pingap::process::{self, RunFlags};
 use pingap::runtime::compile;
 use pingap_plugins::Registry;
@@ -18,7 +20,13 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     /// Configuration file, or a directory whose .toml files are merged. Without it pingap serves
     /// a welcome page on 127.0.0.1:6188 from its embedded default configuration.
-    #[arg(short = 'c', long = "conf", env = "PINGAP_CONF", value_name = "PATH")]
+    #[arg(
+        short = 'c',
+        long = "conf",
+        env = "PINGAP_CONF",
+        value_name = "PATH",
+        global = true
+    )]
     conf: Option<PathBuf>,
 
     /// Check the configuration (everything a start would check) and exit: 0 if it is valid, 1
@@ -34,6 +42,33 @@ struct Cli {
     /// send SIGQUIT to the old process within 5 seconds.
     #[arg(short = 'u', long = "upgrade", env = "PINGAP_UPGRADE")]
     upgrade: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show which server and location would take a request, why the locations tried before it
+    /// did not, the rewritten path, the upstream and the headers sent. Exit status: 0 when a
+    /// location matches, 2 when none does, 1 on errors.
+    ///
+    /// Example: pingap explain -c pingap.toml POST 'http://api.example.com/v1/users?x=1' -H 'X-Env: canary'
+    Explain {
+        /// `[METHOD] URL`: the method (default GET) and an absolute URL, or a path with a Host
+        /// header.
+        #[arg(value_name = "[METHOD] URL", num_args = 1..=2, required = true)]
+        request: Vec<String>,
+        /// A request header, `'Name: value'`; may be repeated.
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// The server to ask, when the URL's port is not the one it listens on.
+        #[arg(long)]
+        server: Option<String>,
+        /// The client address the request comes from.
+        #[arg(long, default_value = "127.0.0.1")]
+        client: IpAddr,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +86,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+
+    if let Some(Command::Explain {
+        request,
+        headers,
+        server,
+        client,
+    }) = cli.command
+    {
+        return run_explain(&compiled, request, headers, server, client);
+    }
 
     if cli.test {
         for warning in &compiled.warnings {
@@ -77,6 +122,67 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_explain(
+    compiled: &pingap::runtime::Compiled,
+    request: Vec<String>,
+    headers: Vec<String>,
+    server: Option<String>,
+    client: IpAddr,
+) -> ExitCode {
+    let (method, url) = match request.as_slice() {
+        [url] => ("GET", url.as_str()),
+        [method, url] => (method.as_str(), url.as_str()),
+        _ => unreachable_args(),
+    };
+    let parsed = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("\"{method}\" is not a method"))
+        .and_then(|method| {
+            let headers = headers
+                .iter()
+                .map(|header| {
+                    let (name, value) = header
+                        .split_once(':')
+                        .ok_or_else(|| format!("header \"{header}\" is not 'Name: value'"))?;
+                    let name = http::HeaderName::try_from(name.trim())
+                        .map_err(|_| format!("\"{}\" is not a header name", name.trim()))?;
+                    let value = http::HeaderValue::from_str(value.trim())
+                        .map_err(|_| format!("\"{}\" is not a header value", value.trim()))?;
+                    Ok((name, value))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let request = Request {
+                method,
+                url: url.to_string(),
+                headers,
+                server,
+                client,
+            };
+            explain::explain(compiled, &request)
+        });
+    match parsed {
+        Ok(explanation) => {
+            for warning in &compiled.warnings {
+                println!("warning: {warning}");
+            }
+            print!("{}", explanation.text);
+            if explanation.matched {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(e) => {
+            eprintln!("pingap explain: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap guarantees one or two request arguments.
+fn unreachable_args() -> (&'static str, &'static str) {
+    ("GET", "/")
 }
 
 /// Logs go to stderr; `RUST_LOG`, when set, overrides `basic.log_level`.

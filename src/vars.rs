@@ -3,6 +3,9 @@
 //!
 //! A template is parsed once, when the config is compiled; an unknown variable is a config error.
 //! Syntax: `$name` is a variable, `$$` a literal `$`; a `$` followed by anything else is literal.
+//! Besides the variables below, `$name` may name a named group of the location's host or path
+//! regex (`~^/users/(?<id>\d+)$` gives `$id`), and in a regex rewrite `$1`… and `$name` name the
+//! groups of the rewrite's own regex, which come first. A group may not be named like a variable.
 //!
 //! | variable | value |
 //! |---|---|
@@ -26,6 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::{HeaderName, HeaderValue};
 use pingap_plugins::request::{cookie, query_arg};
 use pingora::http::RequestHeader;
+use regex::Regex;
 
 /// Everything a variable can be read from, for one request.
 pub struct VarContext<'a> {
@@ -47,6 +51,8 @@ pub struct VarContext<'a> {
     pub request_id: Option<&'a str>,
     /// The matched location.
     pub location: &'a str,
+    /// The values of the location's named captures, by slot (see [`Scope::captures`]).
+    pub captures: &'a [Option<String>],
 }
 
 /// A variable, resolved from its name at compile time.
@@ -180,10 +186,62 @@ fn path_of(request_uri: &str) -> &str {
         .map_or(request_uri, |(path, _)| path)
 }
 
+/// The names a template may use besides the variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    /// The named captures of the location's host and path regexes; a name's index is its slot.
+    pub captures: &'a [String],
+    /// The regex of a regex rewrite, whose groups `$1`… and `$name` refer to.
+    pub groups: Option<&'a Regex>,
+}
+
+impl Scope<'_> {
+    fn resolve(&self, name: &str) -> Result<Segment, String> {
+        if let Some(regex) = self.groups {
+            if name.bytes().all(|b| b.is_ascii_digit()) {
+                let index: usize = name.parse().map_err(|_| format!("bad group ${name}"))?;
+                if index >= regex.captures_len() {
+                    return Err(format!(
+                        "${index} refers to a group the regex does not have (it has {})",
+                        regex.captures_len() - 1
+                    ));
+                }
+                return Ok(Segment::Group(Group::Index(index)));
+            }
+            if regex.capture_names().flatten().any(|n| n == name) {
+                return Ok(Segment::Group(Group::Name(name.to_string())));
+            }
+        }
+        if let Some(slot) = self.captures.iter().position(|n| n == name) {
+            return Ok(Segment::Capture(slot));
+        }
+        Var::parse(name).map(Segment::Var)
+    }
+}
+
+/// Checks that a regex group name does not hide a variable.
+pub fn check_group_name(name: &str) -> Result<(), String> {
+    match Var::parse(name) {
+        Ok(_) => Err(format!(
+            "the group name \"{name}\" would hide the variable ${name}; rename the group"
+        )),
+        Err(_) => Ok(()),
+    }
+}
+
+/// A group of a rewrite's own regex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Group {
+    Index(usize),
+    Name(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
     Var(Var),
+    Capture(usize),
+    Group(Group),
 }
 
 /// A string with variables, parsed at compile time.
@@ -195,8 +253,8 @@ pub struct Template {
 }
 
 impl Template {
-    /// Parses `text`, resolving every variable.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    /// Parses `text`, resolving every name in `scope` or as a variable.
+    pub fn parse(text: &str, scope: Scope<'_>) -> Result<Template, String> {
         let mut segments = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -208,7 +266,12 @@ impl Template {
                 rest = after_escape;
                 continue;
             }
-            let name_len = variable_name_len(after);
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            let name_len = if digits > 0 && scope.groups.is_some() {
+                digits
+            } else {
+                variable_name_len(after)
+            };
             if name_len == 0 {
                 literal.push('$');
                 rest = after;
@@ -217,7 +280,7 @@ impl Template {
             if !literal.is_empty() {
                 segments.push(Segment::Literal(std::mem::take(&mut literal)));
             }
-            segments.push(Segment::Var(Var::parse(&after[..name_len])?));
+            segments.push(scope.resolve(&after[..name_len])?);
             rest = &after[name_len..];
         }
         literal.push_str(rest);
@@ -239,6 +302,13 @@ impl Template {
             .all(|s| matches!(s, Segment::Literal(_)))
     }
 
+    /// Whether the template uses the location's captures.
+    pub fn uses_captures(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Capture(_)))
+    }
+
     /// The value of a template without variables, if it is a valid header value.
     pub fn constant_value(&self) -> Option<&HeaderValue> {
         self.constant.as_ref()
@@ -246,11 +316,34 @@ impl Template {
 
     /// Renders the template for a request.
     pub fn render(&self, cx: &VarContext<'_>) -> String {
+        self.render_with_groups(cx, None)
+    }
+
+    /// Renders the template with the groups of a regex rewrite's match.
+    pub fn render_with_groups(
+        &self,
+        cx: &VarContext<'_>,
+        groups: Option<&regex::Captures<'_>>,
+    ) -> String {
         let mut out = String::new();
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Var(var) => var.render(cx, &mut out),
+                Segment::Capture(slot) => {
+                    if let Some(Some(value)) = cx.captures.get(*slot) {
+                        out.push_str(value);
+                    }
+                }
+                Segment::Group(group) => {
+                    let found = groups.and_then(|g| match group {
+                        Group::Index(index) => g.get(*index),
+                        Group::Name(name) => g.name(name),
+                    });
+                    if let Some(found) = found {
+                        out.push_str(found.as_str());
+                    }
+                }
             }
         }
         out
@@ -306,8 +399,14 @@ mod tests {
             server_addr: Some("127.0.0.1:443".parse().unwrap()),
             request_id: Some("req-1"),
             location: "api",
+            captures: &[Some("acme".to_string()), None],
         };
-        Template::parse(template).unwrap().render(&cx)
+        let names = ["tenant".to_string(), "missing".to_string()];
+        let scope = Scope {
+            captures: &names,
+            groups: None,
+        };
+        Template::parse(template, scope).unwrap().render(&cx)
     }
 
     #[test]
@@ -341,14 +440,61 @@ mod tests {
     fn dollars_that_are_not_variables_stay() {
         assert_eq!(render("costs $5 or $$host"), "costs $5 or $host");
         assert_eq!(render("trailing $"), "trailing $");
-        let constant = Template::parse("no vars: $$1").unwrap();
+        let constant = Template::parse("no vars: $$1", Scope::default()).unwrap();
         assert!(constant.is_constant());
     }
 
     #[test]
-    fn unknown_variables_are_errors() {
-        let err = Template::parse("x-$hots").unwrap_err();
+    fn captures_and_groups() {
+        assert_eq!(
+            render("tenant=$tenant, gone=[$missing]"),
+            "tenant=acme, gone=[]"
+        );
+        let regex = Regex::new(r"^/u/(\d+)/(?<tab>\w+)").unwrap();
+        let names = ["tenant".to_string()];
+        let scope = Scope {
+            captures: &names,
+            groups: Some(&regex),
+        };
+        let template = Template::parse("/$tenant/users/$1/$tab/$2", scope).unwrap();
+        assert!(template.uses_captures());
+        let req = RequestHeader::build("GET", b"/", None).unwrap();
+        let captures = [Some("acme".to_string())];
+        let cx = VarContext {
+            req: &req,
+            request_uri: "/",
+            host: "h",
+            tls: false,
+            client_ip: None,
+            remote_addr: None,
+            server_addr: None,
+            request_id: None,
+            location: "l",
+            captures: &captures,
+        };
+        let groups = regex.captures("/u/42/posts").unwrap();
+        assert_eq!(
+            template.render_with_groups(&cx, Some(&groups)),
+            "/acme/users/42/posts/posts"
+        );
+        assert!(
+            Template::parse("$3", scope)
+                .unwrap_err()
+                .contains("$3 refers to a group")
+        );
+    }
+
+    #[test]
+    fn unknown_variables_and_hiding_groups_are_errors() {
+        let err = Template::parse("x-$hots", Scope::default()).unwrap_err();
         assert!(err.starts_with("unknown variable $hots"), "{err}");
-        assert!(Template::parse("$http_").is_err());
+        assert!(Template::parse("$http_", Scope::default()).is_err());
+        assert!(
+            check_group_name("host")
+                .unwrap_err()
+                .contains("would hide the variable $host")
+        );
+        assert!(check_group_name("http_x").is_err());
+        assert!(check_group_name("tenant").is_ok());
     }
 }

@@ -123,6 +123,15 @@ pub struct Location {
     pub host: Option<OneOrMany>,
     /// Path matched: a prefix, `=/exact` or `~regex`; every path when absent.
     pub path: Option<String>,
+    /// Methods matched, e.g. `["GET", "POST"]`; any method when empty.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Header conditions: `"Name: value"`, `"Name"` (present) or `"Name: ~regex"`.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Query conditions: `"name=value"`, `"name"` (present) or `"name=~regex"`.
+    #[serde(default)]
+    pub query: Vec<String>,
     /// Overrides the computed matching order: higher goes first (default 0).
     pub priority: Option<i32>,
     /// Plugin instances run for requests that match, by name.

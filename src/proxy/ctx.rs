@@ -46,6 +46,8 @@ pub struct RequestCtx {
     pub matched_len: usize,
     /// The request host, lower-cased, without port.
     pub host: String,
+    /// The values of the location's named captures, when its templates use them.
+    pub captures: Vec<Option<String>>,
     /// The path and query as received, kept when a rewrite changes them.
     pub original_uri: Option<String>,
     /// What the plugins share.
@@ -63,6 +65,7 @@ impl RequestCtx {
             location: None,
             matched_len: 0,
             host: String::new(),
+            captures: Vec::new(),
             original_uri: None,
             plugin: Ctx::default(),
             peer_trusted: false,

@@ -90,13 +90,16 @@ impl Proxy {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this listener is not in the current configuration",
             )),
-            Some(server) => match server.router.route(&ctx.host, req.uri.path()) {
+            Some(server) => match server.router.route(&ctx.host, req) {
                 None => Some(Reply::error(
                     StatusCode::NOT_FOUND,
                     "no route matched this request",
                 )),
                 Some(matched) => {
                     let location = matched.target.clone();
+                    if location.needs_captures {
+                        ctx.captures = matched.captures(&ctx.host, req.uri.path());
+                    }
                     ctx.plugin.location = location.name.clone();
                     ctx.location = Some(location);
                     ctx.matched_len = matched.matched_len;
@@ -128,6 +131,7 @@ fn var_context<'a>(
         server_addr: ctx.plugin.server_addr,
         request_id: ctx.plugin.request_id.as_deref(),
         location: &location.name,
+        captures: &ctx.captures,
     }
 }
 
@@ -173,13 +177,19 @@ impl ProxyHttp for Proxy {
         }
 
         if let Some(rewrite) = &location.rewrite {
-            let req = session.req_header_mut();
+            let req = session.req_header();
             let original = req
                 .uri
                 .path_and_query()
                 .map_or("/", |pq| pq.as_str())
                 .to_string();
-            let rewritten = rewrite.apply(req.uri.path(), ctx.matched_len, req.uri.query());
+            let rewritten = rewrite.apply(
+                req.uri.path(),
+                ctx.matched_len,
+                req.uri.query(),
+                &var_context(req, ctx, &location),
+            );
+            let req = session.req_header_mut();
             let uri = rewritten.parse::<http::Uri>().map_err(|e| {
                 Error::because(
                     ErrorType::InternalError,

@@ -52,6 +52,23 @@ impl HostPattern {
         }
     }
 
+    /// The pattern as written in the config (lower-cased).
+    pub fn text(&self) -> String {
+        match self {
+            HostPattern::Exact(host) => host.clone(),
+            HostPattern::Wildcard(suffix) => format!("*{suffix}"),
+            HostPattern::Regex(regex) => format!("~{}", regex.as_str()),
+        }
+    }
+
+    /// The regex, for capturing named groups.
+    pub fn regex(&self) -> Option<&Regex> {
+        match self {
+            HostPattern::Regex(regex) => Some(regex),
+            _ => None,
+        }
+    }
+
     /// Whether `host` (lower-cased, without port) matches.
     pub fn matches(&self, host: &str) -> bool {
         match self {

@@ -15,6 +15,7 @@
 //! known host costs one hash lookup and a scan of that host's own locations. Requests for other
 //! hosts scan the (pre-sorted) non-exact locations.
 
+pub mod conditions;
 pub mod host;
 pub mod path;
 pub mod rewrite;
@@ -22,8 +23,10 @@ pub mod rewrite;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
+use conditions::{Conditions, Failed, Unmet};
 use host::{HostClass, HostPattern};
 use path::PathPattern;
+use pingora::http::RequestHeader;
 
 /// What a location matches, and what the router returns for it.
 #[derive(Debug, Clone)]
@@ -32,6 +35,8 @@ pub struct RouteSpec<T> {
     pub hosts: Vec<HostPattern>,
     /// The path pattern; `None` is the prefix `/`.
     pub path: Option<PathPattern>,
+    /// Method, header and query conditions.
+    pub conditions: Conditions,
     /// Explicit priority (0 when not set).
     pub priority: i32,
     /// The location.
@@ -45,13 +50,82 @@ pub struct Match<'r, T> {
     pub target: &'r T,
     /// How many bytes of the path the pattern matched (the prefix for prefix patterns).
     pub matched_len: usize,
+    route: &'r Route<T>,
 }
 
+impl<T> Match<'_, T> {
+    /// The values of the named groups of the location's host and path regexes, in the order of
+    /// [`capture_names`]; `None` for a group that did not take part in the match.
+    pub fn captures(&self, host: &str, path: &str) -> Vec<Option<String>> {
+        self.route.captures(host, path)
+    }
+}
+
+/// Why a location did not take a request, cheap to return while routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reject {
+    Host,
+    Path,
+    Condition(Failed),
+}
+
+/// Why a location did not take a request, in words (for [`Router::explain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    /// The host matches none of its host patterns.
+    Host(String),
+    /// The path does not match its path pattern.
+    Path(String),
+    /// A method, header or query condition failed.
+    Condition(Unmet),
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Host(wanted) => write!(f, "host does not match {wanted}"),
+            Miss::Path(pattern) => write!(f, "path does not match {pattern}"),
+            Miss::Condition(unmet) => write!(f, "{unmet}"),
+        }
+    }
+}
+
+/// One location considered for a request, by [`Router::explain`].
+#[derive(Debug)]
+pub struct Attempt<'r, T> {
+    /// The location.
+    pub target: &'r T,
+    /// Whether it was a candidate (false: its host patterns cannot match this host).
+    pub tried: bool,
+    /// The matched length, or why it did not match.
+    pub outcome: Result<usize, Miss>,
+}
+
+#[derive(Debug)]
 struct Route<T> {
     hosts: Vec<HostPattern>,
     path: PathPattern,
+    conditions: Conditions,
     priority: i32,
     target: T,
+}
+
+/// The named groups of `hosts` and `path` regexes, in the order captures are returned: host
+/// regexes first, then the path regex; a name in several is listed once.
+pub fn capture_names(hosts: &[HostPattern], path: Option<&PathPattern>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let regexes = hosts
+        .iter()
+        .filter_map(HostPattern::regex)
+        .chain(path.and_then(PathPattern::regex));
+    for regex in regexes {
+        for name in regex.capture_names().flatten() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
 }
 
 impl<T> Route<T> {
@@ -76,6 +150,58 @@ impl<T> Route<T> {
             Reverse(self.path.prefix_len()),
             order,
         )
+    }
+
+    /// Whether the route takes the request; the host is checked only when `check_host`.
+    fn check(&self, check_host: bool, host: &str, req: &RequestHeader) -> Result<usize, Reject> {
+        if check_host && !self.hosts.is_empty() && !self.hosts.iter().any(|p| p.matches(host)) {
+            return Err(Reject::Host);
+        }
+        let matched_len = self.path.matches(req.uri.path()).ok_or(Reject::Path)?;
+        self.conditions.check(req).map_err(Reject::Condition)?;
+        Ok(matched_len)
+    }
+
+    fn describe(&self, reject: Reject, req: &RequestHeader) -> Miss {
+        match reject {
+            Reject::Host => Miss::Host(self.host_list()),
+            Reject::Path => Miss::Path(self.path.text()),
+            Reject::Condition(failed) => Miss::Condition(self.conditions.describe(failed, req)),
+        }
+    }
+
+    fn host_list(&self) -> String {
+        self.hosts
+            .iter()
+            .map(HostPattern::text)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn captures(&self, host: &str, path: &str) -> Vec<Option<String>> {
+        let names = capture_names(&self.hosts, Some(&self.path));
+        let mut values = vec![None; names.len()];
+        let mut fill = |regex: &regex::Regex, text: &str| {
+            if let Some(found) = regex.captures(text) {
+                for (slot, name) in names.iter().enumerate() {
+                    if let Some(value) = found.name(name) {
+                        values[slot] = Some(value.as_str().to_string());
+                    }
+                }
+            }
+        };
+        if let Some(regex) = self
+            .hosts
+            .iter()
+            .filter(|p| p.matches(host))
+            .find_map(HostPattern::regex)
+        {
+            fill(regex, host);
+        }
+        if let Some(regex) = self.path.regex() {
+            fill(regex, path);
+        }
+        values
     }
 }
 
@@ -112,6 +238,7 @@ impl<T> Router<T> {
                 path: spec
                     .path
                     .unwrap_or_else(|| PathPattern::Prefix("/".to_string())),
+                conditions: spec.conditions,
                 priority: spec.priority,
                 target: spec.target,
             })
@@ -148,23 +275,83 @@ impl<T> Router<T> {
         }
     }
 
+    fn candidates(&self, host: &str) -> &[Candidate] {
+        self.by_host.get(host).unwrap_or(&self.other_hosts)
+    }
+
     /// Finds the location for a request; `host` must be lower-cased without port
     /// (see [`host::normalize_host`]).
-    pub fn route(&self, host: &str, path: &str) -> Option<Match<'_, T>> {
-        let candidates = self.by_host.get(host).unwrap_or(&self.other_hosts);
-        for candidate in candidates.iter() {
+    pub fn route(&self, host: &str, req: &RequestHeader) -> Option<Match<'_, T>> {
+        self.candidates(host).iter().find_map(|candidate| {
             let route = &self.routes[candidate.route as usize];
-            if candidate.check_host && !route.hosts.iter().any(|pattern| pattern.matches(host)) {
-                continue;
+            let matched_len = route.check(candidate.check_host, host, req).ok()?;
+            Some(Match {
+                target: &route.target,
+                matched_len,
+                route,
+            })
+        })
+    }
+
+    /// Every location of the server that could concern this request: those tried, in order, up
+    /// to the one that matched (if any), each with why it did not match; then those that were no
+    /// candidate because their host does not match. Locations after the match are left out.
+    pub fn explain(&self, host: &str, req: &RequestHeader) -> Vec<Attempt<'_, T>> {
+        let candidates = self.candidates(host);
+        let mut attempts = Vec::new();
+        for candidate in candidates {
+            let route = &self.routes[candidate.route as usize];
+            let outcome = route
+                .check(candidate.check_host, host, req)
+                .map_err(|reject| route.describe(reject, req));
+            let matched = outcome.is_ok();
+            attempts.push(Attempt {
+                target: &route.target,
+                tried: true,
+                outcome,
+            });
+            if matched {
+                break;
             }
-            if let Some(matched_len) = route.path.matches(path) {
-                return Some(Match {
+        }
+        for (index, route) in self.routes.iter().enumerate() {
+            if !candidates.iter().any(|c| c.route as usize == index) {
+                attempts.push(Attempt {
                     target: &route.target,
-                    matched_len,
+                    tried: false,
+                    outcome: Err(Miss::Host(route.host_list())),
                 });
             }
         }
-        None
+        attempts
+    }
+
+    /// Pairs `(shadowed, by)` of locations (indexes in the server's `locations` order) where
+    /// `shadowed` can never match because `by` has the same hosts, a path covering its path, no
+    /// conditions, and is always tried first.
+    pub fn shadowed(&self) -> Vec<(usize, usize)> {
+        let host_set = |route: &Route<T>| {
+            let mut hosts: Vec<String> = route.hosts.iter().map(HostPattern::text).collect();
+            hosts.sort();
+            hosts.dedup();
+            hosts
+        };
+        let mut pairs = Vec::new();
+        for (index, route) in self.routes.iter().enumerate() {
+            let hosts = host_set(route);
+            let class = route.host_class(|_| true).unwrap_or(HostClass::Any);
+            let shadow = self.routes.iter().enumerate().find(|(other_index, other)| {
+                *other_index != index
+                    && other.conditions.is_empty()
+                    && host_set(other) == hosts
+                    && route.path.covered_by(&other.path)
+                    && other.rank(class, *other_index) < route.rank(class, index)
+            });
+            if let Some((by, _)) = shadow {
+                pairs.push((index, by));
+            }
+        }
+        pairs
     }
 
     /// The locations, in the server's `locations` order.
@@ -211,13 +398,116 @@ mod tests {
                 .map(|h| HostPattern::parse(h).unwrap())
                 .collect(),
             path: path.map(|p| PathPattern::parse(p).unwrap()),
+            conditions: Conditions::default(),
             priority,
             target: name,
         }
     }
 
+    fn get(path: &str) -> RequestHeader {
+        RequestHeader::build("GET", path.as_bytes(), None).unwrap()
+    }
+
     fn route(router: &Router<&'static str>, host: &str, path: &str) -> Option<&'static str> {
-        router.route(host, path).map(|m| *m.target)
+        router.route(host, &get(path)).map(|m| *m.target)
+    }
+
+    fn with_conditions(
+        mut spec: RouteSpec<&'static str>,
+        methods: &[&str],
+        headers: &[&str],
+    ) -> RouteSpec<&'static str> {
+        let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        spec.conditions = Conditions::parse(&owned(methods), &owned(headers), &[]).unwrap();
+        spec
+    }
+
+    #[test]
+    fn conditions_are_checked_after_path_and_failures_fall_through() {
+        let router = Router::new(vec![
+            with_conditions(spec("canary", &[], Some("/"), 0), &[], &["X-Env: canary"]),
+            with_conditions(spec("writes", &[], Some("/"), 0), &["POST", "PUT"], &[]),
+            spec("reads", &[], Some("/"), 0),
+        ]);
+        assert_eq!(route(&router, "h", "/"), Some("reads"));
+        let mut canary = get("/");
+        canary.insert_header("x-env", "canary").unwrap();
+        assert_eq!(
+            router.route("h", &canary).map(|m| *m.target),
+            Some("canary")
+        );
+        let post = RequestHeader::build("POST", b"/", None).unwrap();
+        assert_eq!(router.route("h", &post).map(|m| *m.target), Some("writes"));
+    }
+
+    #[test]
+    fn captures_come_from_host_and_path_regexes() {
+        let router = Router::new(vec![spec(
+            "tenant",
+            &[r"~^(?<tenant>[a-z]+)\.example\.com$"],
+            Some(r"~^/users/(?<id>\d+)"),
+            0,
+        )]);
+        let matched = router
+            .route("acme.example.com", &get("/users/42/x"))
+            .unwrap();
+        assert_eq!(
+            matched.captures("acme.example.com", "/users/42/x"),
+            [Some("acme".to_string()), Some("42".to_string())]
+        );
+        let hosts = [HostPattern::parse(r"~^(?<tenant>[a-z]+)\.").unwrap()];
+        let path = PathPattern::parse(r"~/(?<id>\d+)/(?<tenant>x)").unwrap();
+        assert_eq!(capture_names(&hosts, Some(&path)), ["tenant", "id"]);
+    }
+
+    #[test]
+    fn explain_says_why_each_location_did_not_match() {
+        let router = Router::new(vec![
+            spec("other_host", &["other.example.com"], Some("/"), 0),
+            with_conditions(spec("posts_only", &[], Some("/api"), 0), &["POST"], &[]),
+            spec("health", &[], Some("=/health"), 0),
+            spec("api", &[], Some("/api"), 0),
+            spec("after", &[], Some("/"), 0),
+        ]);
+        let attempts = router.explain("app.example.com", &get("/api/x"));
+        let summary: Vec<(&str, String)> = attempts
+            .iter()
+            .map(|a| {
+                (
+                    *a.target,
+                    a.outcome
+                        .as_ref()
+                        .map_or_else(ToString::to_string, |n| format!("matched {n}")),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("health", "path does not match =/health".to_string()),
+                ("posts_only", "method GET is not one of POST".to_string()),
+                ("api", "matched 4".to_string()),
+                (
+                    "other_host",
+                    "host does not match other.example.com".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_shadowed_locations() {
+        let router = Router::new(vec![
+            spec("everything", &["a.example.com"], Some("/"), 10),
+            spec("dead", &["a.example.com"], Some("/api"), 0),
+            spec("other_hosts", &["b.example.com"], Some("/api"), 0),
+            spec("first", &[], Some("/x"), 0),
+            spec("duplicate", &[], Some("/x"), 0),
+            spec("longer", &[], Some("/x/y"), 0),
+            with_conditions(spec("conditional", &[], Some("/c"), 5), &["GET"], &[]),
+            spec("behind_conditional", &[], Some("/c"), 0),
+        ]);
+        assert_eq!(router.shadowed(), [(1, 0), (4, 3)]);
     }
 
     #[test]
@@ -292,6 +582,12 @@ mod tests {
         assert_eq!(route(&router, "a.example.com", "/"), Some("multi"));
         assert_eq!(route(&router, "x.b.example.com", "/"), Some("multi"));
         assert_eq!(route(&router, "b.example.com", "/"), Some("fallback"));
-        assert_eq!(router.route("a.example.com", "/y").unwrap().matched_len, 1);
+        assert_eq!(
+            router
+                .route("a.example.com", &get("/y"))
+                .unwrap()
+                .matched_len,
+            1
+        );
     }
 }

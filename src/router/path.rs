@@ -58,6 +58,36 @@ impl PathPattern {
         }
     }
 
+    /// The pattern as written in the config.
+    pub fn text(&self) -> String {
+        match self {
+            PathPattern::Prefix(prefix) => prefix.clone(),
+            PathPattern::Exact(path) => format!("={path}"),
+            PathPattern::Regex(regex) => format!("~{}", regex.as_str()),
+        }
+    }
+
+    /// The regex, for capturing named groups.
+    pub fn regex(&self) -> Option<&Regex> {
+        match self {
+            PathPattern::Regex(regex) => Some(regex),
+            _ => None,
+        }
+    }
+
+    /// Whether every path this pattern matches is also matched by `broader`.
+    pub fn covered_by(&self, broader: &PathPattern) -> bool {
+        match (broader, self) {
+            (PathPattern::Prefix(a), PathPattern::Prefix(b) | PathPattern::Exact(b)) => {
+                b.starts_with(a.as_str())
+            }
+            (PathPattern::Prefix(a), PathPattern::Regex(_)) => a == "/",
+            (PathPattern::Exact(a), PathPattern::Exact(b)) => a == b,
+            (PathPattern::Regex(a), PathPattern::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+
     /// The prefix length (ranks longer prefixes first); 0 for other classes.
     pub fn prefix_len(&self) -> usize {
         match self {

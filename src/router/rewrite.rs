@@ -4,41 +4,33 @@
 //!   by the value; a `/` doubled at the junction is collapsed (`/api` + rewrite `/` sends
 //!   `/api/users` as `/users`, `/api` as `/`).
 //! * **Regex form** (`rewrite = "^/api/(?<rest>.*)$ /v2/$rest"`): a regex, whitespace, and a
-//!   replacement; the first match in the path is replaced. The replacement may use `$1`…`$99`,
-//!   `$name` for named groups and `$$` for a literal `$`.
+//!   replacement; the first match in the path is replaced. The replacement may use `$1`…, `$name`
+//!   for the regex's groups and `$$` for a literal `$`.
 //!
-//! The query string is kept unless the result sets one (contains `?`).
+//! Both forms may use the variables and the location's captures (see [`crate::vars`]). The query
+//! string is kept unless the result sets one (contains `?`).
 
 use regex::Regex;
+
+use crate::vars::{Scope, Template, VarContext, check_group_name};
 
 /// A compiled `rewrite`.
 #[derive(Debug, Clone)]
 pub enum Rewrite {
     /// Replaces the matched prefix.
-    Prefix(String),
+    Prefix(Template),
     /// Replaces the first regex match.
     Regex {
         /// The pattern.
         regex: Regex,
-        /// The replacement, parsed.
-        replacement: Vec<Piece>,
+        /// The replacement.
+        replacement: Template,
     },
 }
 
-/// A piece of a regex replacement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
-    /// Literal text.
-    Text(String),
-    /// Capture group by index.
-    Group(usize),
-    /// Capture group by name.
-    Named(String),
-}
-
 impl Rewrite {
-    /// Parses either form.
-    pub fn parse(text: &str) -> Result<Rewrite, String> {
+    /// Parses either form; `captures` are the location's capture names.
+    pub fn parse(text: &str, captures: &[String]) -> Result<Rewrite, String> {
         let text = text.trim();
         let Some((pattern, replacement)) = text.split_once(char::is_whitespace) else {
             if !text.starts_with('/') {
@@ -46,20 +38,44 @@ impl Rewrite {
                     "a prefix rewrite must start with \"/\" (or write \"<regex> <replacement>\"), got \"{text}\""
                 ));
             }
-            return Ok(Rewrite::Prefix(text.to_string()));
+            let scope = Scope {
+                captures,
+                groups: None,
+            };
+            return Template::parse(text, scope).map(Rewrite::Prefix);
         };
         let regex = Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))?;
-        let replacement = parse_replacement(replacement.trim(), &regex)?;
+        for name in regex.capture_names().flatten() {
+            check_group_name(name)?;
+        }
+        let scope = Scope {
+            captures,
+            groups: Some(&regex),
+        };
+        let replacement = Template::parse(replacement.trim(), scope)?;
         Ok(Rewrite::Regex { regex, replacement })
     }
 
+    /// Whether the rewrite uses the location's captures.
+    pub fn uses_captures(&self) -> bool {
+        match self {
+            Rewrite::Prefix(template) => template.uses_captures(),
+            Rewrite::Regex { replacement, .. } => replacement.uses_captures(),
+        }
+    }
+
     /// The new path and query for `path`, of which the location matched `matched_len` bytes.
-    pub fn apply(&self, path: &str, matched_len: usize, query: Option<&str>) -> String {
+    pub fn apply(
+        &self,
+        path: &str,
+        matched_len: usize,
+        query: Option<&str>,
+        cx: &VarContext<'_>,
+    ) -> String {
         let mut out = match self {
             Rewrite::Prefix(replacement) => {
                 let rest = path.get(matched_len..).unwrap_or_default();
-                let mut out = String::with_capacity(replacement.len() + rest.len());
-                out.push_str(replacement);
+                let mut out = replacement.render(cx);
                 if out.ends_with('/') && rest.starts_with('/') {
                     out.pop();
                 }
@@ -68,21 +84,11 @@ impl Rewrite {
             }
             Rewrite::Regex { regex, replacement } => match regex.captures(path) {
                 None => path.to_string(),
-                Some(captures) => {
-                    let whole = captures.get(0).map_or(0..0, |m| m.range());
+                Some(groups) => {
+                    let whole = groups.get(0).map_or(0..0, |m| m.range());
                     let mut out = String::with_capacity(path.len() + 16);
                     out.push_str(&path[..whole.start]);
-                    for piece in replacement {
-                        match piece {
-                            Piece::Text(text) => out.push_str(text),
-                            Piece::Group(index) => {
-                                out.push_str(captures.get(*index).map_or("", |m| m.as_str()));
-                            }
-                            Piece::Named(name) => {
-                                out.push_str(captures.name(name).map_or("", |m| m.as_str()));
-                            }
-                        }
-                    }
+                    out.push_str(&replacement.render_with_groups(cx, Some(&groups)));
                     out.push_str(&path[whole.end..]);
                     out
                 }
@@ -99,67 +105,31 @@ impl Rewrite {
     }
 }
 
-fn parse_replacement(text: &str, regex: &Regex) -> Result<Vec<Piece>, String> {
-    let mut pieces = Vec::new();
-    let mut literal = String::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some((at, c)) = chars.next() {
-        if c != '$' {
-            literal.push(c);
-            continue;
-        }
-        let rest = &text[at + 1..];
-        if rest.starts_with('$') {
-            chars.next();
-            literal.push('$');
-            continue;
-        }
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let name_len = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-            .count();
-        let piece = if digits > 0 {
-            let index: usize = rest[..digits]
-                .parse()
-                .map_err(|_| format!("bad group number in \"{text}\""))?;
-            if index >= regex.captures_len() {
-                return Err(format!(
-                    "${index} refers to a group the regex does not have (it has {})",
-                    regex.captures_len() - 1
-                ));
-            }
-            (Piece::Group(index), digits)
-        } else if name_len > 0 {
-            let name = &rest[..name_len];
-            if !regex.capture_names().flatten().any(|n| n == name) {
-                return Err(format!("${name} is not a named group of the regex"));
-            }
-            (Piece::Named(name.to_string()), name_len)
-        } else {
-            literal.push('$');
-            continue;
-        };
-        if !literal.is_empty() {
-            pieces.push(Piece::Text(std::mem::take(&mut literal)));
-        }
-        pieces.push(piece.0);
-        for _ in 0..piece.1 {
-            chars.next();
-        }
-    }
-    if !literal.is_empty() {
-        pieces.push(Piece::Text(literal));
-    }
-    Ok(pieces)
-}
-
 #[cfg(test)]
 mod tests {
+    use pingora::http::RequestHeader;
+
     use super::*;
 
     fn apply(rewrite: &str, path: &str, matched: usize, query: Option<&str>) -> String {
-        Rewrite::parse(rewrite).unwrap().apply(path, matched, query)
+        let names = ["tenant".to_string()];
+        let req = RequestHeader::build("GET", b"/", None).unwrap();
+        let captures = [Some("acme".to_string())];
+        let cx = VarContext {
+            req: &req,
+            request_uri: "/",
+            host: "acme.example.com",
+            tls: false,
+            client_ip: None,
+            remote_addr: None,
+            server_addr: None,
+            request_id: None,
+            location: "l",
+            captures: &captures,
+        };
+        Rewrite::parse(rewrite, &names)
+            .unwrap()
+            .apply(path, matched, query, &cx)
     }
 
     #[test]
@@ -173,6 +143,14 @@ mod tests {
         assert_eq!(apply("/v2/", "/api/v1/users", 7, None), "/v2/users");
         assert_eq!(apply("/", "/api/v1x", 7, None), "/x");
         assert_eq!(apply("/internal", "/", 1, None), "/internal");
+        assert_eq!(
+            apply("/tenants/$tenant", "/api/x", 4, None),
+            "/tenants/acme/x"
+        );
+        assert_eq!(
+            apply("/sites/$host", "/", 1, None),
+            "/sites/acme.example.com"
+        );
     }
 
     #[test]
@@ -201,29 +179,16 @@ mod tests {
             "/find?q=cats"
         );
         assert_eq!(apply(r"^/price /cost$$", "/price", 0, None), "/cost$");
+        assert_eq!(apply(r"^/(.*) /$tenant/$1", "/a/b", 0, None), "/acme/a/b");
     }
 
     #[test]
     fn bad_rewrites_are_errors() {
-        assert!(
-            Rewrite::parse("v2")
-                .unwrap_err()
-                .contains("must start with")
-        );
-        assert!(
-            Rewrite::parse("^/(a /x")
-                .unwrap_err()
-                .starts_with("invalid regex")
-        );
-        assert!(
-            Rewrite::parse(r"^/(a) /x/$2")
-                .unwrap_err()
-                .contains("$2 refers to a group")
-        );
-        assert!(
-            Rewrite::parse(r"^/(?<a>x) /$b")
-                .unwrap_err()
-                .contains("$b is not a named group")
-        );
+        let parse = |text: &str| Rewrite::parse(text, &[]).unwrap_err();
+        assert!(parse("v2").contains("must start with"));
+        assert!(parse("^/(a /x").starts_with("invalid regex"));
+        assert!(parse(r"^/(a) /x/$2").contains("$2 refers to a group"));
+        assert!(parse(r"^/(?<a>x) /$b").starts_with("unknown variable $b"));
+        assert!(parse(r"^/(?<host>x) /$host").contains("would hide the variable $host"));
     }
 }

@@ -20,12 +20,14 @@ use crate::config::{ConfigErrors, Loaded, Origins};
 use crate::headers::HeaderRules;
 use crate::proxy::error_page::ErrorPages;
 use crate::proxy::forwarded::TrustedProxies;
+use crate::router::conditions::Conditions;
 use crate::router::host::HostPattern;
 use crate::router::path::PathPattern;
 use crate::router::rewrite::Rewrite;
-use crate::router::{RouteSpec, Router};
+use crate::router::{RouteSpec, Router, capture_names};
 use crate::tls::{CertResolver, certified_key, read_pem};
 use crate::upstream::Pool;
+use crate::vars::{Scope, check_group_name};
 
 /// Default time in-flight requests get after SIGTERM.
 pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -323,7 +325,39 @@ impl Context<'_> {
             }
             None => None,
         };
-        let rewrite = match spec.rewrite.as_deref().map(Rewrite::parse) {
+        let conditions = match Conditions::parse(&spec.methods, &spec.headers, &spec.query) {
+            Ok(conditions) => conditions,
+            Err(errors) => {
+                for (key, message) in errors {
+                    self.error(table, &key, message);
+                }
+                Conditions::default()
+            }
+        };
+        let captures = capture_names(&hosts, path.as_ref());
+        for name in &captures {
+            if let Err(e) = check_group_name(name) {
+                let key = if path
+                    .as_ref()
+                    .and_then(PathPattern::regex)
+                    .is_some_and(|r| r.capture_names().flatten().any(|n| n == name))
+                {
+                    "path"
+                } else {
+                    "host"
+                };
+                self.error(table, key, e);
+            }
+        }
+        let scope = Scope {
+            captures: &captures,
+            groups: None,
+        };
+        let rewrite = match spec
+            .rewrite
+            .as_deref()
+            .map(|text| Rewrite::parse(text, &captures))
+        {
             Some(Ok(rewrite)) => Some(rewrite),
             Some(Err(e)) => {
                 self.error(table, "rewrite", e);
@@ -335,6 +369,7 @@ impl Context<'_> {
             table,
             "headers",
             [&spec.headers_add, &spec.headers_set, &spec.headers_remove],
+            scope,
         );
         let response_headers = self.header_rules(
             table,
@@ -344,6 +379,7 @@ impl Context<'_> {
                 &spec.response_headers_set,
                 &spec.response_headers_remove,
             ],
+            scope,
         );
         if self.findings.errors.len() > errors_before {
             return None;
@@ -358,13 +394,18 @@ impl Context<'_> {
                 .filter_map(|name| plugins.get(name).map(|p| p.instance.clone()))
                 .collect(),
         );
+        let needs_captures = request_headers.uses_captures()
+            || response_headers.uses_captures()
+            || rewrite.as_ref().is_some_and(Rewrite::uses_captures);
         let parts = RouteParts {
             hosts,
             path,
+            conditions,
             priority: spec.priority.unwrap_or(0),
         };
         let location = Location {
             name: Arc::from(name),
+            needs_captures,
             upstream,
             chain,
             rewrite,
@@ -374,9 +415,15 @@ impl Context<'_> {
         Some((parts, Arc::new(location)))
     }
 
-    fn header_rules(&mut self, table: &str, prefix: &str, lists: [&Vec<String>; 3]) -> HeaderRules {
+    fn header_rules(
+        &mut self,
+        table: &str,
+        prefix: &str,
+        lists: [&Vec<String>; 3],
+        scope: Scope<'_>,
+    ) -> HeaderRules {
         let [add, set, remove] = lists;
-        match HeaderRules::compile(prefix, add, set, remove) {
+        match HeaderRules::compile(prefix, add, set, remove, scope) {
             Ok(rules) => rules,
             Err(errors) => {
                 for (key, message) in errors {
@@ -402,13 +449,16 @@ impl Context<'_> {
                 .map(|(parts, location)| RouteSpec {
                     hosts: parts.hosts.clone(),
                     path: parts.path.clone(),
+                    conditions: parts.conditions.clone(),
                     priority: parts.priority,
                     target: location.clone(),
                 })
                 .collect();
+            let router = Router::new(specs);
+            self.warn_shadowed(name, &router);
             servers.push(ServerRoutes {
                 name: name.clone(),
-                router: Router::new(specs),
+                router,
             });
             if spec.threads == Some(0) {
                 self.error(&table, "threads", "must be at least 1");
@@ -428,6 +478,27 @@ impl Context<'_> {
             }
         }
         (servers, listeners)
+    }
+
+    /// Warns about the locations of a server that can never match.
+    fn warn_shadowed(&mut self, server: &str, router: &Router<Arc<Location>>) {
+        let names: Vec<&Arc<Location>> = router.targets().collect();
+        for (shadowed, by) in router.shadowed() {
+            let describe = |index: usize| {
+                let name = &names[index].name;
+                let path = self.config.locations[name.as_ref()]
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| "/".to_string());
+                (name.clone(), path)
+            };
+            let ((shadowed, shadowed_path), (by, by_path)) = (describe(shadowed), describe(by));
+            self.findings.warnings.push(format!(
+                "locations.{shadowed} can never match on servers.{server}: locations.{by} is tried \
+                 first, has the same hosts and no conditions, and its path \"{by_path}\" covers \
+                 \"{shadowed_path}\""
+            ));
+        }
     }
 
     fn certificate(&mut self, table: &str, cert: &str, key: &str) -> Option<Arc<CertResolver>> {
@@ -484,6 +555,7 @@ impl Context<'_> {
 struct RouteParts {
     hosts: Vec<HostPattern>,
     path: Option<PathPattern>,
+    conditions: Conditions,
     priority: i32,
 }
 

@@ -70,6 +70,9 @@ pub struct CompiledPlugin {
 pub struct Location {
     /// The location's name.
     pub name: Arc<str>,
+    /// Whether its templates use the named captures of its host and path regexes (which are
+    /// then extracted for each request).
+    pub needs_captures: bool,
     /// Where to proxy; `None` when only plugins answer.
     pub upstream: Option<Arc<Pool>>,
     /// Its plugins, in run order.

@@ -109,6 +109,19 @@ impl Pool {
         self.backend_count
     }
 
+    /// The backends' addresses, with their weight when it is not 1.
+    pub fn backends(&self) -> Vec<String> {
+        self.balancer
+            .backends()
+            .get_backend()
+            .iter()
+            .map(|b| match b.weight {
+                1 => b.addr.to_string(),
+                weight => format!("{} (weight {weight})", b.addr),
+            })
+            .collect()
+    }
+
     /// Chooses a backend.
     pub fn select(&self) -> Option<Backend> {
         self.balancer.select(b"", self.backend_count.max(1))
