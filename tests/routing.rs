@@ -135,7 +135,15 @@ async fn served_by(
 async fn requests_reach_the_documented_location() {
     let backend = Backend::start("echo").await;
     let pingap = Pingap::start(&config(&backend));
-    let cases: &[(&str, &str, &str, &[(&str, &str)], Option<&str>)] = &[
+    /// Method, host, path, headers, and the location expected (`None`: 404).
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+    );
+    let cases: &[Case] = &[
         // Hosts: exact (case and port ignored) beats wildcard; the apex is not a subdomain.
         ("GET", "exact.example.com", "/", &[], Some("exact_host")),
         (
