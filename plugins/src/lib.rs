@@ -29,6 +29,7 @@ mod plugin;
 mod registry;
 pub mod request;
 mod response;
+mod secret;
 pub mod settings;
 
 pub use chain::Chain;

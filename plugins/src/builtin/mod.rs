@@ -1,18 +1,36 @@
 //! The built-in plugin types, one file each.
 
+mod api_key;
+mod basic_auth;
 mod concurrency;
+mod cors;
+mod csrf;
+mod headers;
+mod ip_restriction;
 mod jwt;
 mod mock;
 mod rate_limit;
+mod redirect;
+mod referer;
 mod request_id;
+mod user_agent;
 
 use crate::PluginType;
 
 /// Every built-in type, registered by [`crate::Registry::builtin`].
 pub(crate) const TYPES: &[PluginType] = &[
+    api_key::TYPE,
+    basic_auth::TYPE,
     concurrency::TYPE,
+    cors::TYPE,
+    csrf::TYPE,
+    headers::TYPE,
+    ip_restriction::TYPE,
     jwt::TYPE,
     mock::TYPE,
     rate_limit::TYPE,
+    redirect::TYPE,
+    referer::TYPE,
     request_id::TYPE,
+    user_agent::TYPE,
 ];

@@ -1,0 +1,157 @@
+//! `ip_restriction`: allows or denies clients by address.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `allow` | `[]` | IPs and CIDRs (v4 and v6); when set, only these clients pass |
+//! | `deny` | `[]` | IPs and CIDRs refused (checked first) |
+//!
+//! The client is the TCP peer, or behind `basic.trusted_proxies` the first untrusted hop of
+//! `X-Forwarded-For`. Refused clients get 403.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::StatusCode;
+use ipnet::IpNet;
+use pingora_http::RequestHeader;
+use serde::Deserialize;
+
+use crate::{
+    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
+    Settings,
+};
+
+pub(crate) const TYPE: PluginType = PluginType {
+    name: "ip_restriction",
+    default_priority: 8000,
+    summary: "allows or denies clients by IP address or CIDR",
+    build,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+struct IpRestriction {
+    allow: Vec<IpNet>,
+    deny: Vec<IpNet>,
+}
+
+fn nets(key: &str, entries: &[String]) -> Result<Vec<IpNet>, BuildError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let entry = entry.trim();
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    BuildError::at(
+                        format!("{key}[{index}]"),
+                        format!("\"{entry}\" is not an IP address or CIDR"),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+    let config: Config = crate::settings::parse(settings)?;
+    let plugin = IpRestriction {
+        allow: nets("allow", &config.allow)?,
+        deny: nets("deny", &config.deny)?,
+    };
+    if plugin.allow.is_empty() && plugin.deny.is_empty() {
+        return Err(BuildError::at("allow", "set allow, deny or both"));
+    }
+    Ok(Arc::new(plugin))
+}
+
+impl IpRestriction {
+    fn admits(&self, client: Option<IpAddr>) -> bool {
+        let Some(client) = client.map(canonical) else {
+            return self.allow.is_empty();
+        };
+        !self.deny.iter().any(|net| net.contains(&client))
+            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&client)))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as plain IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[async_trait]
+impl Plugin for IpRestriction {
+    fn phases(&self) -> Phases {
+        Phases::of(&[Phase::Request])
+    }
+
+    async fn request(&self, _req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+        if self.admits(ctx.client_ip) {
+            Ok(Flow::Continue)
+        } else {
+            Ok(Flow::Respond(Response::refuse(
+                StatusCode::FORBIDDEN,
+                "access from this address is not allowed",
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(settings: &str) -> IpRestriction {
+        let config: Config = crate::settings::parse(&settings.parse().unwrap()).unwrap();
+        IpRestriction {
+            allow: nets("allow", &config.allow).unwrap(),
+            deny: nets("deny", &config.deny).unwrap(),
+        }
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn deny_wins_then_allow_limits() {
+        let rule =
+            rule("allow = ['10.0.0.0/8', '2001:db8::/32', '192.0.2.7']\ndeny = ['10.6.6.0/24']");
+        assert!(rule.admits(ip("10.1.2.3")));
+        assert!(rule.admits(ip("::ffff:10.1.2.3")), "mapped v4");
+        assert!(rule.admits(ip("2001:db8::1")));
+        assert!(rule.admits(ip("192.0.2.7")));
+        assert!(!rule.admits(ip("10.6.6.6")));
+        assert!(!rule.admits(ip("192.0.2.8")));
+        assert!(!rule.admits(None));
+        let deny_only = self::rule("deny = ['203.0.113.0/24']");
+        assert!(deny_only.admits(ip("198.51.100.1")));
+        assert!(!deny_only.admits(ip("203.0.113.9")));
+        assert!(deny_only.admits(None));
+    }
+
+    #[test]
+    fn rejects_bad_settings() {
+        let err = |s: &str| {
+            build(&s.parse().unwrap(), &BuildContext::default())
+                .err()
+                .unwrap()
+        };
+        assert_eq!(err("allow = ['10.0.0.0/33']").key(), Some("allow[0]"));
+        assert_eq!(err("deny = ['x']").key(), Some("deny[0]"));
+        assert_eq!(err("").key(), Some("allow"));
+    }
+}
