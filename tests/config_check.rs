@@ -39,6 +39,24 @@ fn the_example_configuration_passes() {
 }
 
 #[test]
+fn the_plugin_examples_pass() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/plugins.toml");
+    let mut command = command();
+    command.arg("-t").arg("-c").arg(&examples);
+    let (status, output) = run_to_exit(command);
+    assert!(status.success(), "{output}");
+    let registry = pingap_plugins::Registry::builtin();
+    let text = std::fs::read_to_string(&examples).unwrap();
+    for plugin_type in registry.types() {
+        assert!(
+            text.contains(&format!("type = \"{}\"", plugin_type.name)),
+            "configs/plugins.toml has no example of {}",
+            plugin_type.name
+        );
+    }
+}
+
+#[test]
 fn a_valid_configuration_prints_ok_and_a_summary() {
     let (status, output) = check_config(&valid());
     assert!(status.success(), "{output}");

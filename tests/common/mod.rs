@@ -9,6 +9,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod backend;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
