@@ -2,7 +2,9 @@
 //!
 //! On SIGTERM Pingora stops accepting, closes idle connections, then waits its whole grace
 //! period however few requests are left. This background service waits only until no request is
-//! in flight (bounded by `basic.graceful_shutdown_timeout`) and then ends the process.
+//! in flight (bounded by `basic.graceful_shutdown_timeout`) and then ends the process. It first
+//! waits out [`super::linger::LINGER`], during which connections accepted just before the
+//! shutdown can still deliver a request.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,13 +38,14 @@ impl BackgroundService for Drain {
                 return;
             }
         }
-        let waiting = self.in_flight.count();
+        let deadline = Instant::now() + self.timeout;
         tracing::info!(
-            in_flight = waiting,
+            in_flight = self.in_flight.count(),
             timeout = ?self.timeout,
             "shutting down: no longer accepting connections, waiting for requests in flight"
         );
-        let deadline = Instant::now() + self.timeout;
+        // Connections accepted just before may still be delivering their first request.
+        tokio::time::sleep(super::linger::LINGER.min(self.timeout)).await;
         loop {
             let left = self.in_flight.count();
             if left == 0 {

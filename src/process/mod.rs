@@ -2,6 +2,7 @@
 //! server, signal handling and reload, graceful drain.
 
 mod drain;
+mod linger;
 pub mod listeners;
 mod reload;
 mod signals;
@@ -11,10 +12,11 @@ use std::sync::Arc;
 
 use pingap_plugins::Registry;
 use pingora::listeners::tls::TlsSettings;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 
 use crate::config::Source;
 use crate::proxy::Proxy;
@@ -100,11 +102,8 @@ pub fn run(
             runtime.clone(),
             in_flight.clone(),
         );
-        let mut service = http_proxy_service_with_name(
-            &server.configuration,
-            proxy,
-            &format!("server {}", listener.server),
-        );
+        let app = linger::Lingering::new(http_proxy(&server.configuration, proxy));
+        let mut service = Service::new(format!("server {}", listener.server), app);
         service.threads = listener.threads;
         match &listener.tls {
             Some(resolver) => {

@@ -471,6 +471,85 @@ mod tests {
         );
     }
 
+    /// Makes a key pair with the openssl command: writes `NAME.pub` and returns the private PEM.
+    fn key_pair(dir: &std::path::Path, name: &str, genpkey: &[&str]) -> Vec<u8> {
+        let private = dir.join(format!("{name}.key"));
+        let public = dir.join(format!("{name}.pub"));
+        let run = |args: &[&str]| {
+            let status = std::process::Command::new("openssl")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "openssl {args:?}");
+        };
+        let mut args = vec!["genpkey"];
+        args.extend_from_slice(genpkey);
+        args.extend(["-out", private.to_str().unwrap()]);
+        run(&args);
+        run(&[
+            "pkey",
+            "-in",
+            private.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ]);
+        std::fs::read(&private).unwrap()
+    }
+
+    #[tokio::test]
+    async fn public_key_algorithms_verify_signatures() {
+        let dir = std::env::temp_dir().join(format!("pingap-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, Algorithm, &[&str]); 3] = [
+            (
+                "RS256",
+                Algorithm::RS256,
+                &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            ),
+            (
+                "ES256",
+                Algorithm::ES256,
+                &[
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                ],
+            ),
+            ("EdDSA", Algorithm::EdDSA, &["-algorithm", "ED25519"]),
+        ];
+        for (name, algorithm, genpkey) in cases {
+            let private = key_pair(&dir, name, genpkey);
+            let settings = format!("algorithm = '{name}'\npublic_key = '{name}.pub'");
+            let context = BuildContext {
+                base_dir: dir.clone(),
+            };
+            let plugin = build(&settings.parse().unwrap(), &context).unwrap();
+            let encoding = match algorithm {
+                Algorithm::RS256 => EncodingKey::from_rsa_pem(&private),
+                Algorithm::ES256 => EncodingKey::from_ec_pem(&private),
+                _ => EncodingKey::from_ed_pem(&private),
+            }
+            .unwrap();
+            let claims = json!({"exp": now() + 60});
+            let signed = encode(&Header::new(algorithm), &claims, &encoding).unwrap();
+            assert!(
+                matches!(
+                    run(plugin.as_ref(), &mut bearer(&signed)).await,
+                    Flow::Continue
+                ),
+                "{name}"
+            );
+            let hmac = token(claims.clone());
+            assert!(
+                challenge(&run(plugin.as_ref(), &mut bearer(&hmac)).await).is_some(),
+                "{name}: an HS256 token is refused"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn rejects_bad_settings() {
         let err = |settings: &str| {

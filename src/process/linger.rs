@@ -1,0 +1,47 @@
+//! Letting connections accepted just before a shutdown deliver their first request.
+//!
+//! When a listener stops accepting, Pingora's cleanup closes every connection still waiting for a
+//! request header: right for idle keep-alive connections, but a connection accepted a moment
+//! earlier, whose request is still on its way, would be closed unanswered. This wrapper delays
+//! that cleanup by [`LINGER`]; requests that arrive in time are counted in flight and served.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+
+/// How long after a listener stops accepting its fresh connections may still deliver a request.
+pub const LINGER: Duration = Duration::from_millis(500);
+
+/// A server application whose cleanup waits [`LINGER`].
+pub struct Lingering<A> {
+    inner: Arc<A>,
+}
+
+impl<A> Lingering<A> {
+    /// Wraps `inner`.
+    pub fn new(inner: A) -> Self {
+        Lingering {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Lingering<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        tokio::time::sleep(LINGER).await;
+        self.inner.cleanup().await;
+    }
+}
