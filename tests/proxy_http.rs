@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::backend::{Echo, fnv};
-use common::{Backend, Pingap, RefusingPort, client, get_json};
+use common::{Backend, Pingap, RefusingPort, client, get_json, raw_exchange};
 
 /// A config with one server `main` on an ephemeral port whose location `api` (path `/`, plus
 /// `extra` keys) proxies to `addrs`.
@@ -74,23 +72,6 @@ async fn methods_and_bodies_reach_the_backend_intact() {
         assert_eq!(echo.body_len, expected.len(), "{method}");
         assert_eq!(echo.body_fnv, fnv(&expected), "{method}");
     }
-}
-
-/// Sends raw bytes (a request with `Connection: close`) and returns the status and body of a
-/// `Content-Length` response.
-async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-    socket.write_all(request).await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut reply))
-        .await
-        .unwrap()
-        .unwrap();
-    let split = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&reply[..split]).to_string();
-    let status = head[9..12].parse().unwrap();
-    (status, reply[split + 4..].to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

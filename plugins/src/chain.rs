@@ -85,6 +85,29 @@ impl Chain {
         Ok(Flow::Continue)
     }
 
+    /// Runs the request-body phase in order, for each chunk.
+    pub fn request_body(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
+        if !self.phases.contains(Phase::RequestBody) {
+            return Ok(());
+        }
+        for (index, entry) in self.ran(ctx).iter().enumerate() {
+            if entry.phases.contains(Phase::RequestBody) {
+                ctx.enter(index);
+                entry
+                    .instance
+                    .plugin()
+                    .request_body(body, end_of_stream, ctx)
+                    .map_err(|e| named(e, entry))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the upstream-request phase in order.
     pub fn upstream_request(
         &self,

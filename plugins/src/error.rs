@@ -41,23 +41,35 @@ impl BuildError {
     }
 }
 
-/// A plugin failed while handling a request. The proxy answers such a request with a 500 and
-/// logs the error; it is never a client's fault (those are [`crate::Flow::Respond`]).
+/// A plugin stopped a request outside the request phase, where it cannot answer with a
+/// [`crate::Flow::Respond`]: with a status for the client (a body that is too large: 413), or
+/// without one when the plugin itself failed (the proxy answers 500 and logs it).
 #[derive(Debug, thiserror::Error)]
 #[error("plugin `{plugin}`: {message}")]
 pub struct PluginError {
     /// The name of the plugin instance that failed (filled in by the chain).
     pub plugin: String,
-    /// What went wrong.
+    /// What went wrong; shown to the client only with a `status`.
     pub message: Cow<'static, str>,
+    /// The status to answer with, when the client is at fault.
+    pub status: Option<http::StatusCode>,
 }
 
 impl PluginError {
-    /// An error with a message; the chain fills in the plugin's name.
+    /// A failure of the plugin; the chain fills in the plugin's name.
     pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
         PluginError {
             plugin: String::new(),
             message: message.into(),
+            status: None,
+        }
+    }
+
+    /// A refusal with a status and a client-safe message.
+    pub fn refuse(status: http::StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        PluginError {
+            status: Some(status),
+            ..PluginError::new(message)
         }
     }
 }

@@ -7,6 +7,7 @@
 //! | phase | runs | may |
 //! |---|---|---|
 //! | [`Phase::Request`] | in priority order, highest first | answer the request ([`Flow::Respond`]) |
+//! | [`Phase::RequestBody`] | in priority order, for each chunk | change or refuse the body |
 //! | [`Phase::UpstreamRequest`] | in priority order | change the request sent upstream |
 //! | [`Phase::ResponseHeaders`] | in reverse order | change the response header |
 //! | [`Phase::ResponseBody`] | in reverse order | change each body chunk |

@@ -5,6 +5,8 @@
 pub enum Phase {
     /// The request header has arrived and a location matched; a plugin may answer it.
     Request,
+    /// A chunk of the request body is about to be sent upstream.
+    RequestBody,
     /// The request is about to be sent upstream.
     UpstreamRequest,
     /// The response header is about to be sent to the client.

@@ -35,6 +35,17 @@ pub trait Plugin: Send + Sync + 'static {
         Ok(Flow::Continue)
     }
 
+    /// A chunk of the request body is about to be sent upstream; `body` may be replaced or
+    /// emptied, and an error with a status stops the request (e.g. 413).
+    fn request_body(
+        &self,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+
     /// The request is about to be sent upstream (after the location's header rules).
     fn upstream_request(
         &self,

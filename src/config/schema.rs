@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::values::{ConfigDuration, OneOrMany};
+use super::values::{ByteSize, ConfigDuration, OneOrMany};
 
 /// The whole configuration, merged from every file.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -139,6 +139,8 @@ pub struct Location {
     pub plugins: Vec<String>,
     /// Rewrite of the path sent upstream.
     pub rewrite: Option<String>,
+    /// The largest request body accepted (413 beyond); a shorthand for a `request_size` plugin.
+    pub client_max_body_size: Option<ByteSize>,
     /// Headers appended to the request sent upstream, `"Name: value"`.
     #[serde(default)]
     pub headers_add: Vec<String>,

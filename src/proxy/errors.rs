@@ -6,10 +6,23 @@
 //! | connection to the backend refused, unreachable, TLS failure | 502 |
 //! | connecting to the backend timed out, or it was too slow to answer | 504 |
 //! | no backend available | 503 |
+//! | a plugin refused the request body (too large) | 413, or the plugin's status |
 //! | a plugin failed | 500 |
 //! | a malformed request | 400 |
 
+use pingap_plugins::PluginError;
 use pingora::{Error, ErrorSource, ErrorType};
+
+/// A plugin error as a Pingora error: its status when it refused the request, 500 otherwise.
+pub fn from_plugin(error: PluginError) -> Box<Error> {
+    match error.status {
+        Some(status) => Error::explain(
+            ErrorType::HTTPStatus(status.as_u16()),
+            error.message.to_string(),
+        ),
+        None => Error::because(ErrorType::InternalError, "plugin failed", error),
+    }
+}
 
 /// The status for `error` (0 when the client is gone and nothing can be sent) and what to tell
 /// the client; `upstream` names the upstream being proxied to, if any.

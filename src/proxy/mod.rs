@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `new_ctx` | counts the request in flight |
 //! | `request_filter` | loads the snapshot, routes (404 if nothing matches), runs the request phase of the plugins, rewrites the path |
+//! | `request_body_filter` | request-body plugins (size limits) |
 //! | `upstream_peer` | picks a backend of the location's upstream |
 //! | `upstream_request_filter` | `X-Forwarded-*`, request header rules, upstream-request plugins |
 //! | `response_filter` | response header rules, response-header plugins |
@@ -216,6 +217,22 @@ impl ProxyHttp for Proxy {
         Ok(false)
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match &ctx.location {
+            Some(location) => location
+                .chain
+                .request_body(body, end_of_stream, &mut ctx.plugin)
+                .map_err(errors::from_plugin),
+            None => Ok(()),
+        }
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,
@@ -262,7 +279,7 @@ impl ProxyHttp for Proxy {
         location
             .chain
             .upstream_request(upstream_request, &mut ctx.plugin)
-            .map_err(|e| Error::because(ErrorType::InternalError, "plugin failed", e))
+            .map_err(errors::from_plugin)
     }
 
     async fn response_filter(
@@ -285,7 +302,7 @@ impl ProxyHttp for Proxy {
             location
                 .chain
                 .response_body(body, end_of_stream, &mut ctx.plugin)
-                .map_err(|e| Error::because(ErrorType::InternalError, "plugin failed", e))?;
+                .map_err(errors::from_plugin)?;
         }
         Ok(None)
     }

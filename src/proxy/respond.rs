@@ -7,9 +7,9 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use pingap_plugins::Response;
+use pingora::Result;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
-use pingora::{Error, ErrorType, Result};
 
 use super::ctx::RequestCtx;
 use super::error_page::ErrorPages;
@@ -97,7 +97,7 @@ pub async fn send(session: &mut Session, ctx: &mut RequestCtx, reply: Reply) -> 
             location
                 .chain
                 .response_body(&mut chunk, true, &mut ctx.plugin)
-                .map_err(|e| Error::because(ErrorType::InternalError, "plugin failed", e))?;
+                .map_err(super::errors::from_plugin)?;
         }
         session
             .write_response_body(Some(chunk.unwrap_or_else(Bytes::new)), true)
@@ -123,5 +123,5 @@ pub fn finish_response_header(
     location
         .chain
         .response_headers(resp, &mut ctx.plugin)
-        .map_err(|e| Error::because(ErrorType::InternalError, "plugin failed", e))
+        .map_err(super::errors::from_plugin)
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use pingap_plugins::{BuildContext, Chain, Registry};
+use pingap_plugins::{BuildContext, Chain, Instance, Registry};
 
 use super::{CompiledPlugin, ListenerPlan, Location, ProcessPlan, Runtime, ServerRoutes};
 use crate::config::schema::{Config, Location as LocationSpec, Plugin as PluginSpec};
@@ -93,13 +93,14 @@ pub fn compile(
     let mut cx = Context {
         config: &loaded.config,
         origins: &loaded.origins,
+        registry,
         findings,
     };
 
     let plan_basic = cx.basic();
     let trusted_proxies = cx.trusted_proxies();
     let error_pages = cx.error_pages();
-    let plugins = cx.plugins(registry, previous);
+    let plugins = cx.plugins(previous);
     let upstreams = cx.upstreams();
     let locations = cx.locations(&upstreams, &plugins);
     let (servers, listeners) = cx.servers(&locations);
@@ -130,6 +131,7 @@ pub fn compile(
 struct Context<'a> {
     config: &'a Config,
     origins: &'a Origins,
+    registry: &'a Registry,
     findings: Findings,
 }
 
@@ -212,11 +214,7 @@ impl Context<'_> {
         }
     }
 
-    fn plugins(
-        &mut self,
-        registry: &Registry,
-        previous: Option<&Runtime>,
-    ) -> IndexMap<String, CompiledPlugin> {
+    fn plugins(&mut self, previous: Option<&Runtime>) -> IndexMap<String, CompiledPlugin> {
         let mut built = IndexMap::new();
         for (name, spec) in &self.config.plugins {
             let fingerprint = fingerprint(spec);
@@ -225,7 +223,7 @@ impl Context<'_> {
                 .filter(|old| old.fingerprint == fingerprint);
             let instance = match reusable {
                 Some(old) => old.instance.clone(),
-                None => match registry.build(
+                None => match self.registry.build(
                     name,
                     &spec.kind,
                     spec.priority,
@@ -388,12 +386,28 @@ impl Context<'_> {
             .upstream
             .as_ref()
             .and_then(|name| upstreams.get(name).cloned());
-        let chain = Chain::new(
-            spec.plugins
-                .iter()
-                .filter_map(|name| plugins.get(name).map(|p| p.instance.clone()))
-                .collect(),
-        );
+        let mut instances: Vec<Arc<Instance>> = spec
+            .plugins
+            .iter()
+            .filter_map(|name| plugins.get(name).map(|p| p.instance.clone()))
+            .collect();
+        if let Some(size) = spec.client_max_body_size {
+            let mut settings = toml::Table::new();
+            let bytes = i64::try_from(size.bytes()).unwrap_or(i64::MAX);
+            settings.insert("max_size".to_string(), toml::Value::Integer(bytes));
+            let built = self.registry.build(
+                "client_max_body_size",
+                "request_size",
+                None,
+                &settings,
+                &BuildContext::default(),
+            );
+            match built {
+                Ok(instance) => instances.push(Arc::new(instance)),
+                Err(e) => self.error(table, "client_max_body_size", e.to_string()),
+            }
+        }
+        let chain = Chain::new(instances);
         let needs_captures = request_headers.uses_captures()
             || response_headers.uses_captures()
             || rewrite.as_ref().is_some_and(Rewrite::uses_captures);

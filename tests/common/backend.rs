@@ -62,6 +62,7 @@ pub struct Backend {
     /// Where it listens.
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    received: Arc<AtomicUsize>,
     hit: Arc<Notify>,
     stop: watch::Sender<bool>,
 }
@@ -72,10 +73,11 @@ impl Backend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(AtomicUsize::new(0));
         let hit = Arc::new(Notify::new());
         let (stop, mut stopped) = watch::channel(false);
         let name: Arc<str> = Arc::from(name);
-        let (task_hits, task_hit) = (hits.clone(), hit.clone());
+        let (task_hits, task_hit, task_received) = (hits.clone(), hit.clone(), received.clone());
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -85,11 +87,16 @@ impl Backend {
                     },
                     _ = stopped.changed() => return,
                 };
-                let (name, hits, hit) = (name.clone(), task_hits.clone(), task_hit.clone());
+                let counters = Counters {
+                    hits: task_hits.clone(),
+                    hit: task_hit.clone(),
+                    received: task_received.clone(),
+                };
+                let name = name.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let (name, hits, hit) = (name.clone(), hits.clone(), hit.clone());
-                        async move { Ok::<_, Infallible>(echo(&name, req, &hits, &hit).await) }
+                        let (name, counters) = (name.clone(), counters.clone());
+                        async move { Ok::<_, Infallible>(echo(&name, req, &counters).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
@@ -100,9 +107,16 @@ impl Backend {
         Backend {
             addr,
             hits,
+            received,
             hit,
             stop,
         }
+    }
+
+    /// Body bytes received so far, over all requests, counted as they arrive (also for bodies
+    /// cut short).
+    pub fn received_bytes(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
     }
 
     /// Requests received so far.
@@ -132,20 +146,25 @@ impl Drop for Backend {
     }
 }
 
-async fn echo(
-    name: &str,
-    req: Request<Incoming>,
-    hits: &AtomicUsize,
-    hit: &Notify,
-) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    hits.fetch_add(1, Ordering::SeqCst);
-    hit.notify_waiters();
+/// What a backend counts.
+#[derive(Clone)]
+struct Counters {
+    hits: Arc<AtomicUsize>,
+    hit: Arc<Notify>,
+    received: Arc<AtomicUsize>,
+}
+
+async fn echo(name: &str, req: Request<Incoming>, counters: &Counters) -> Response<Full<Bytes>> {
+    let (parts, mut incoming) = req.into_parts();
+    let mut body = Vec::new();
+    while let Some(Ok(frame)) = incoming.frame().await {
+        if let Some(data) = frame.data_ref() {
+            counters.received.fetch_add(data.len(), Ordering::SeqCst);
+            body.extend_from_slice(data);
+        }
+    }
+    counters.hits.fetch_add(1, Ordering::SeqCst);
+    counters.hit.notify_waiters();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(delay) = header("x-echo-delay-ms").and_then(|v| v.parse().ok()) {
         tokio::time::sleep(Duration::from_millis(delay)).await;

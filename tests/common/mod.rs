@@ -297,6 +297,23 @@ pub async fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, serde_json::
     (status, response.json().await.unwrap())
 }
 
+/// Sends raw bytes (a request with `Connection: close`) and returns the status and body of a
+/// `Content-Length` response.
+pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&reply[..split]).to_string();
+    let status = head[9..12].parse().unwrap();
+    (status, reply[split + 4..].to_vec())
+}
+
 /// Polls `check` until it holds or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -13,6 +13,7 @@ mod rate_limit;
 mod redirect;
 mod referer;
 mod request_id;
+mod request_size;
 mod user_agent;
 
 use crate::PluginType;
@@ -32,5 +33,6 @@ pub(crate) const TYPES: &[PluginType] = &[
     redirect::TYPE,
     referer::TYPE,
     request_id::TYPE,
+    request_size::TYPE,
     user_agent::TYPE,
 ];
