@@ -4,7 +4,9 @@
 //!
 //! Request headers steer them: `x-echo-delay-ms: N` answers after N ms (announcing the request
 //! first, see [`Backend::wait_for_hits`]); `x-echo-status: N` answers with status N;
-//! `x-echo-header: Name: value` adds a response header.
+//! `x-echo-header: Name: value` adds a response header; `x-echo-body-bytes: N` answers with N
+//! bytes of text (see [`text_body`]) with a `Content-Length`, `x-echo-stream-bytes: N` streams
+//! them in 64 KiB chunks without one; `x-echo-content-type` sets the content type of those.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -48,6 +51,13 @@ impl Echo {
             .and_then(|v| v.first())
             .map(String::as_str)
     }
+}
+
+/// The text body of `len` bytes the backend sends for `x-echo-body-bytes`/`x-echo-stream-bytes`.
+pub fn text_body(len: usize) -> Vec<u8> {
+    // 64 bytes, so that 64 KiB chunks of it concatenate to the same text.
+    let line = b"pingap streams and compresses this line of text, 64 bytes long.\n";
+    line.iter().copied().cycle().take(len).collect()
 }
 
 /// FNV-1a, to compare bodies without echoing them back.
@@ -154,7 +164,11 @@ struct Counters {
     received: Arc<AtomicUsize>,
 }
 
-async fn echo(name: &str, req: Request<Incoming>, counters: &Counters) -> Response<Full<Bytes>> {
+async fn echo(
+    name: &str,
+    req: Request<Incoming>,
+    counters: &Counters,
+) -> Response<BoxBody<Bytes, Infallible>> {
     let (parts, mut incoming) = req.into_parts();
     let mut body = Vec::new();
     while let Some(Ok(frame)) = incoming.frame().await {
@@ -189,14 +203,35 @@ async fn echo(name: &str, req: Request<Incoming>, counters: &Counters) -> Respon
         body_len: body.len(),
         body_fnv: fnv(&body),
     };
-    let mut response = Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("server", "echo");
+    let mut response = Response::builder().status(status).header("server", "echo");
     if let Some((name, value)) = header("x-echo-header").and_then(|v| v.split_once(':')) {
         response = response.header(name.trim(), value.trim());
     }
+    let text_type = header("x-echo-content-type").unwrap_or("text/plain; charset=utf-8");
+    let number = |name: &str| header(name).and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = number("x-echo-body-bytes") {
+        let body = Full::new(Bytes::from(text_body(len))).map_err(|never| match never {});
+        return response
+            .header("content-type", text_type)
+            .body(body.boxed())
+            .unwrap();
+    }
+    if let Some(len) = number("x-echo-stream-bytes") {
+        const CHUNK: usize = 64 * 1024;
+        let chunk = Bytes::from(text_body(CHUNK));
+        let frames = (0..len.div_ceil(CHUNK)).map(move |i| {
+            let size = CHUNK.min(len - i * CHUNK);
+            Ok::<_, Infallible>(hyper::body::Frame::data(chunk.slice(..size)))
+        });
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        return response
+            .header("content-type", text_type)
+            .body(body.boxed())
+            .unwrap();
+    }
+    let body = Full::new(Bytes::from(serde_json::to_vec(&report).unwrap()));
     response
-        .body(Full::new(Bytes::from(serde_json::to_vec(&report).unwrap())))
+        .header("content-type", "application/json")
+        .body(body.map_err(|never| match never {}).boxed())
         .unwrap()
 }

@@ -2,6 +2,7 @@
 
 mod api_key;
 mod basic_auth;
+mod compression;
 mod concurrency;
 mod cors;
 mod csrf;
@@ -22,6 +23,7 @@ use crate::PluginType;
 pub(crate) const TYPES: &[PluginType] = &[
     api_key::TYPE,
     basic_auth::TYPE,
+    compression::TYPE,
     concurrency::TYPE,
     cors::TYPE,
     csrf::TYPE,
