@@ -172,11 +172,19 @@ pub fn explain(compiled: &Compiled, request: &Request) -> Result<Explanation, St
         );
     }
     let upstream_uri = match &location.rewrite {
-        Some(rewrite) => {
-            let rewritten = rewrite.apply(req.uri.path(), matched_len, req.uri.query(), &cx);
-            let _ = writeln!(out, "rewrite   {request_uri} -> {rewritten}");
-            rewritten
-        }
+        Some(rewrite) => match rewrite.apply(req.uri.path(), matched_len, req.uri.query(), &cx) {
+            Some(rewritten) => {
+                let _ = writeln!(out, "rewrite   {request_uri} -> {rewritten}");
+                rewritten
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "rewrite   (its regex does not match: {request_uri} is sent as it is)"
+                );
+                request_uri.clone()
+            }
+        },
         None => {
             let _ = writeln!(out, "rewrite   (none: {request_uri} is sent as it is)");
             request_uri.clone()

@@ -17,4 +17,6 @@ pub mod router;
 pub mod runtime;
 pub mod tls;
 pub mod upstream;
-pub mod vars;
+
+/// Request variables and templates (they live with the plugins, which use them too).
+pub use pingap_plugins::vars;

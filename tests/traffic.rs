@@ -248,3 +248,101 @@ mod compression {
         );
     }
 }
+
+mod limits_and_rewrites {
+    use std::time::{Duration, Instant};
+
+    use super::common::backend::Echo;
+    use super::common::{Backend, Pingap, client};
+
+    async fn status(url: &str, user: &str) -> reqwest::Response {
+        client()
+            .get(url)
+            .header("x-user", user)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rate_limits_per_key_and_recover_after_refill() {
+        let backend = Backend::start("b").await;
+        let config = format!(
+            "[upstreams.echo]\naddrs = ['{}']\n\
+             [locations.api]\nupstream = 'echo'\nplugins = ['limit']\n\
+             [plugins.limit]\ntype = 'rate_limit'\nrate = 5\nburst = 2\nkey = '$http_x_user'\n\
+             [servers.main]\naddr = '127.0.0.1:0'\nlocations = ['api']\n",
+            backend.addr
+        );
+        let pingap = Pingap::start(&config);
+        let url = pingap.url("main", "/");
+        let first = status(&url, "alice").await;
+        assert_eq!(first.status(), 200);
+        assert_eq!(first.headers()["ratelimit-limit"], "2");
+        assert_eq!(first.headers()["ratelimit-remaining"], "1");
+        assert_eq!(status(&url, "alice").await.status(), 200);
+        let limited = status(&url, "alice").await;
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers()["retry-after"], "1");
+        assert_eq!(limited.headers()["ratelimit-remaining"], "0");
+        // Bob has a bucket of his own.
+        assert_eq!(status(&url, "bob").await.status(), 200);
+        // Five tokens a second: alice is allowed again within moments.
+        let refused_at = Instant::now();
+        loop {
+            if status(&url, "alice").await.status() == 200 {
+                break;
+            }
+            assert!(refused_at.elapsed() < Duration::from_secs(5), "no refill");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(backend.hits(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rewrite_rules_apply_in_order() {
+        let backend = Backend::start("b").await;
+        let config = format!(
+            r#"[upstreams.echo]
+addrs = ['{}']
+[locations.all]
+upstream = 'echo'
+plugins = ['moves']
+[plugins.moves]
+type = 'rewrite'
+rules = [
+  {{ match = '^/old/(.*)$', replace = '/new/$1' }},
+  {{ match = '^/new/(?<rest>.*)$', replace = '/v2/$rest', break = true }},
+  {{ match = '^/v2/', replace = '/not-reached/' }},
+  {{ match = '^/p/(.*)', replace = '/beta/$arg_lang/$1', headers = ['X-Beta'] }},
+]
+[servers.main]
+addr = '127.0.0.1:0'
+locations = ['all']
+"#,
+            backend.addr
+        );
+        let pingap = Pingap::start(&config);
+        /// Request path, headers, and the path and query the backend should see.
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
+        let cases: [Case; 3] = [
+            ("/old/a/b?x=1", &[], "/v2/a/b", Some("x=1")),
+            (
+                "/p/page?lang=en",
+                &[("x-beta", "on")],
+                "/beta/en/page",
+                Some("lang=en"),
+            ),
+            ("/p/page?lang=en", &[], "/p/page", Some("lang=en")),
+        ];
+        for (path, headers, expected, query) in cases {
+            let mut request = client().get(pingap.url("main", path));
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let echo: Echo = request.send().await.unwrap().json().await.unwrap();
+            assert_eq!(echo.path, expected, "{path} {headers:?}");
+            assert_eq!(echo.query.as_deref(), query, "{path}");
+        }
+    }
+}

@@ -4,6 +4,10 @@ use std::any::Any;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use pingora_http::RequestHeader;
+
+use crate::vars::VarContext;
+
 type Slot = Option<Box<dyn Any + Send + Sync>>;
 
 /// What a plugin knows about the request besides its header, and where it keeps per-request state
@@ -17,6 +21,8 @@ pub struct Ctx {
     /// The client: the TCP peer, or, when the peer is a trusted proxy, the first untrusted hop of
     /// `X-Forwarded-For`.
     pub client_ip: Option<IpAddr>,
+    /// The request host, lower-cased, without port.
+    pub host: String,
     /// The TCP peer of the downstream connection.
     pub remote_addr: Option<SocketAddr>,
     /// The local address the request arrived on.
@@ -42,6 +48,26 @@ impl Ctx {
         Ctx {
             location,
             ..Ctx::default()
+        }
+    }
+
+    /// The variables of this request for templates (without location captures).
+    pub fn var_context<'a>(
+        &'a self,
+        req: &'a RequestHeader,
+        request_uri: &'a str,
+    ) -> VarContext<'a> {
+        VarContext {
+            req,
+            request_uri,
+            host: &self.host,
+            tls: self.tls,
+            client_ip: self.client_ip,
+            remote_addr: self.remote_addr,
+            server_addr: self.server_addr,
+            request_id: self.request_id.as_deref(),
+            location: &self.location,
+            captures: &[],
         }
     }
 

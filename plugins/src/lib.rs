@@ -22,6 +22,7 @@
 
 mod builtin;
 mod chain;
+pub mod conditions;
 mod ctx;
 mod error;
 mod key;
@@ -30,8 +31,10 @@ mod plugin;
 mod registry;
 pub mod request;
 mod response;
+pub mod rewrite;
 mod secret;
 pub mod settings;
+pub mod vars;
 
 pub use chain::Chain;
 pub use ctx::Ctx;

@@ -44,8 +44,6 @@ pub struct RequestCtx {
     pub location: Option<Arc<Location>>,
     /// How many bytes of the path the location's pattern matched (for prefix rewrites).
     pub matched_len: usize,
-    /// The request host, lower-cased, without port.
-    pub host: String,
     /// The values of the location's named captures, when its templates use them.
     pub captures: Vec<Option<String>>,
     /// The path and query as received, kept when a rewrite changes them.
@@ -64,7 +62,6 @@ impl RequestCtx {
             runtime: None,
             location: None,
             matched_len: 0,
-            host: String::new(),
             captures: Vec::new(),
             original_uri: None,
             plugin: Ctx::default(),

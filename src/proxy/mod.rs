@@ -76,7 +76,7 @@ impl Proxy {
             .unwrap_or_default();
         let mut buf = [0u8; 256];
         let host = normalize_host(raw_host, &mut buf).unwrap_or_default();
-        ctx.host.push_str(host);
+        ctx.plugin.host.push_str(host);
 
         let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
         let peer_ip = peer.map(|a| a.ip());
@@ -91,7 +91,7 @@ impl Proxy {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this listener is not in the current configuration",
             )),
-            Some(server) => match server.router.route(&ctx.host, req) {
+            Some(server) => match server.router.route(&ctx.plugin.host, req) {
                 None => Some(Reply::error(
                     StatusCode::NOT_FOUND,
                     "no route matched this request",
@@ -99,7 +99,7 @@ impl Proxy {
                 Some(matched) => {
                     let location = matched.target.clone();
                     if location.needs_captures {
-                        ctx.captures = matched.captures(&ctx.host, req.uri.path());
+                        ctx.captures = matched.captures(&ctx.plugin.host, req.uri.path());
                     }
                     ctx.plugin.location = location.name.clone();
                     ctx.location = Some(location);
@@ -113,26 +113,33 @@ impl Proxy {
     }
 }
 
+/// Replaces the request's path and query.
+fn set_uri(req: &mut RequestHeader, path_and_query: &str) -> Result<()> {
+    let uri = path_and_query.parse::<http::Uri>().map_err(|e| {
+        Error::because(
+            ErrorType::InternalError,
+            "rewrite produced an invalid URI",
+            e,
+        )
+    })?;
+    req.set_uri(uri);
+    Ok(())
+}
+
 /// The variables of a request for templates.
 fn var_context<'a>(
     req: &'a RequestHeader,
     ctx: &'a RequestCtx,
     location: &'a Location,
 ) -> VarContext<'a> {
+    let request_uri = ctx
+        .original_uri
+        .as_deref()
+        .unwrap_or_else(|| req.uri.path_and_query().map_or("/", |pq| pq.as_str()));
     VarContext {
-        req,
-        request_uri: ctx
-            .original_uri
-            .as_deref()
-            .unwrap_or_else(|| req.uri.path_and_query().map_or("/", |pq| pq.as_str())),
-        host: &ctx.host,
-        tls: ctx.plugin.tls,
-        client_ip: ctx.plugin.client_ip,
-        remote_addr: ctx.plugin.remote_addr,
-        server_addr: ctx.plugin.server_addr,
-        request_id: ctx.plugin.request_id.as_deref(),
         location: &location.name,
         captures: &ctx.captures,
+        ..ctx.plugin.var_context(req, request_uri)
     }
 }
 
@@ -190,16 +197,10 @@ impl ProxyHttp for Proxy {
                 req.uri.query(),
                 &var_context(req, ctx, &location),
             );
-            let req = session.req_header_mut();
-            let uri = rewritten.parse::<http::Uri>().map_err(|e| {
-                Error::because(
-                    ErrorType::InternalError,
-                    "rewrite produced an invalid URI",
-                    e,
-                )
-            })?;
-            req.set_uri(uri);
-            ctx.original_uri = Some(original);
+            if let Some(rewritten) = rewritten {
+                set_uri(session.req_header_mut(), &rewritten)?;
+                ctx.original_uri = Some(original);
+            }
         }
 
         if location.upstream.is_none() {
@@ -267,7 +268,7 @@ impl ProxyHttp for Proxy {
             ctx.plugin.client_ip,
             ctx.peer_trusted,
             self.tls,
-            &ctx.host,
+            &ctx.plugin.host,
         );
         let Some(location) = ctx.location.clone() else {
             return Ok(());

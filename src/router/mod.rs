@@ -15,10 +15,10 @@
 //! known host costs one hash lookup and a scan of that host's own locations. Requests for other
 //! hosts scan the (pre-sorted) non-exact locations.
 
-pub mod conditions;
 pub mod host;
 pub mod path;
-pub mod rewrite;
+
+pub use pingap_plugins::{conditions, rewrite};
 
 use std::cmp::Reverse;
 use std::collections::HashMap;

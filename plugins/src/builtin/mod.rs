@@ -15,6 +15,7 @@ mod redirect;
 mod referer;
 mod request_id;
 mod request_size;
+mod rewrite;
 mod user_agent;
 
 use crate::PluginType;
@@ -36,5 +37,6 @@ pub(crate) const TYPES: &[PluginType] = &[
     referer::TYPE,
     request_id::TYPE,
     request_size::TYPE,
+    rewrite::TYPE,
     user_agent::TYPE,
 ];

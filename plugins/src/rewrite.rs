@@ -14,6 +14,24 @@ use regex::Regex;
 
 use crate::vars::{Scope, Template, VarContext, check_group_name};
 
+/// A regex rewrite built from its parts (the `rewrite` plugin's rules).
+pub fn regex_rewrite(
+    pattern: &str,
+    replacement: &str,
+    captures: &[String],
+) -> Result<Rewrite, String> {
+    let regex = Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))?;
+    for name in regex.capture_names().flatten() {
+        check_group_name(name)?;
+    }
+    let scope = Scope {
+        captures,
+        groups: Some(&regex),
+    };
+    let replacement = Template::parse(replacement.trim(), scope)?;
+    Ok(Rewrite::Regex { regex, replacement })
+}
+
 /// A compiled `rewrite`.
 #[derive(Debug, Clone)]
 pub enum Rewrite {
@@ -44,16 +62,7 @@ impl Rewrite {
             };
             return Template::parse(text, scope).map(Rewrite::Prefix);
         };
-        let regex = Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))?;
-        for name in regex.capture_names().flatten() {
-            check_group_name(name)?;
-        }
-        let scope = Scope {
-            captures,
-            groups: Some(&regex),
-        };
-        let replacement = Template::parse(replacement.trim(), scope)?;
-        Ok(Rewrite::Regex { regex, replacement })
+        regex_rewrite(pattern, replacement, captures)
     }
 
     /// Whether the rewrite uses the location's captures.
@@ -64,14 +73,15 @@ impl Rewrite {
         }
     }
 
-    /// The new path and query for `path`, of which the location matched `matched_len` bytes.
+    /// The new path and query for `path`, of which the location matched `matched_len` bytes;
+    /// `None` when a regex rewrite does not match (the path stays as it is).
     pub fn apply(
         &self,
         path: &str,
         matched_len: usize,
         query: Option<&str>,
         cx: &VarContext<'_>,
-    ) -> String {
+    ) -> Option<String> {
         let mut out = match self {
             Rewrite::Prefix(replacement) => {
                 let rest = path.get(matched_len..).unwrap_or_default();
@@ -82,17 +92,15 @@ impl Rewrite {
                 out.push_str(rest);
                 out
             }
-            Rewrite::Regex { regex, replacement } => match regex.captures(path) {
-                None => path.to_string(),
-                Some(groups) => {
-                    let whole = groups.get(0).map_or(0..0, |m| m.range());
-                    let mut out = String::with_capacity(path.len() + 16);
-                    out.push_str(&path[..whole.start]);
-                    out.push_str(&replacement.render_with_groups(cx, Some(&groups)));
-                    out.push_str(&path[whole.end..]);
-                    out
-                }
-            },
+            Rewrite::Regex { regex, replacement } => {
+                let groups = regex.captures(path)?;
+                let whole = groups.get(0).map_or(0..0, |m| m.range());
+                let mut out = String::with_capacity(path.len() + 16);
+                out.push_str(&path[..whole.start]);
+                out.push_str(&replacement.render_with_groups(cx, Some(&groups)));
+                out.push_str(&path[whole.end..]);
+                out
+            }
         };
         if !out.starts_with('/') {
             out.insert(0, '/');
@@ -101,13 +109,13 @@ impl Rewrite {
             out.push('?');
             out.push_str(query);
         }
-        out
+        Some(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use pingora::http::RequestHeader;
+    use pingora_http::RequestHeader;
 
     use super::*;
 
@@ -130,6 +138,7 @@ mod tests {
         Rewrite::parse(rewrite, &names)
             .unwrap()
             .apply(path, matched, query, &cx)
+            .unwrap_or_else(|| format!("{path} (unchanged)"))
     }
 
     #[test]
@@ -166,7 +175,7 @@ mod tests {
         );
         assert_eq!(
             apply("^/old /new", "/other", 0, None),
-            "/other",
+            "/other (unchanged)",
             "no match leaves the path"
         );
         assert_eq!(

@@ -27,9 +27,10 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderName, HeaderValue};
-use pingap_plugins::request::{cookie, query_arg};
-use pingora::http::RequestHeader;
+use pingora_http::RequestHeader;
 use regex::Regex;
+
+use crate::request::{cookie, query_arg};
 
 /// Everything a variable can be read from, for one request.
 pub struct VarContext<'a> {

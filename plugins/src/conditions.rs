@@ -11,9 +11,10 @@
 use std::fmt;
 
 use http::{HeaderName, Method};
-use pingap_plugins::request::query_arg;
-use pingora::http::RequestHeader;
+use pingora_http::RequestHeader;
 use regex::Regex;
+
+use crate::request::query_arg;
 
 /// How a value must look.
 #[derive(Debug, Clone)]
