@@ -86,6 +86,19 @@ pub enum Algorithm {
     ConsistentHash,
 }
 
+/// `protocol` of an upstream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// HTTP/1.1.
+    #[default]
+    Http1,
+    /// HTTP/2 only (h2c on plain connections).
+    H2,
+    /// HTTP/2 if the backend agrees by TLS ALPN, else HTTP/1.1.
+    Auto,
+}
+
 /// `[upstreams.NAME]`
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +112,9 @@ pub struct Upstream {
     pub hash_key: Option<String>,
     /// Active health check URL: `http://host/path`, `https://…` or `tcp://`.
     pub health_check: Option<String>,
+    /// HTTP version to the backends: `http1` (default), `h2` (HTTP/2 only; h2c without TLS) or
+    /// `auto` (HTTP/2 when TLS ALPN agrees, else HTTP/1.1).
+    pub protocol: Option<Protocol>,
     /// Connect to the backends over TLS.
     pub tls: Option<bool>,
     /// SNI (and certificate name) for TLS to the backends; setting it turns TLS on.
@@ -178,6 +194,10 @@ pub struct Server {
     pub tls_key: Option<String>,
     /// Worker threads for this server (default `basic.threads`).
     pub threads: Option<usize>,
+    /// Accept HTTP/2 without TLS ("prior knowledge") besides HTTP/1.1 (plain listeners).
+    pub h2c: Option<bool>,
+    /// Offer HTTP/2 by ALPN (TLS listeners; default true).
+    pub enable_h2: Option<bool>,
 }
 
 /// `[plugins.NAME]`: a type, an optional priority, and the type's own settings.

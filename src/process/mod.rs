@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pingap_plugins::Registry;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -102,7 +103,13 @@ pub fn run(
             runtime.clone(),
             in_flight.clone(),
         );
-        let app = linger::Lingering::new(http_proxy(&server.configuration, proxy));
+        let mut http = http_proxy(&server.configuration, proxy);
+        if listener.h2c {
+            let mut options = HttpServerOptions::default();
+            options.h2c = true;
+            http.server_options = Some(options);
+        }
+        let app = linger::Lingering::new(http);
         let mut service = Service::new(format!("server {}", listener.server), app);
         service.threads = listener.threads;
         match &listener.tls {
@@ -114,7 +121,9 @@ pub fn run(
                         source: std::io::Error::other(e.to_string()),
                     })?;
                 settings.set_cert_resolver(resolver.clone());
-                settings.enable_h2();
+                if listener.enable_h2 {
+                    settings.enable_h2();
+                }
                 service.add_tls_with_settings(&addr, None, settings);
             }
             None => service.add_tcp(&addr),

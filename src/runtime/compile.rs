@@ -483,11 +483,27 @@ impl Context<'_> {
             };
             // Address errors were reported by validation.
             if let Ok(addr) = parse_listen_addr(&spec.addr) {
+                if tls.is_some() && spec.h2c.is_some() {
+                    self.error(
+                        &table,
+                        "h2c",
+                        "is for plain listeners; use enable_h2 with TLS",
+                    );
+                }
+                if tls.is_none() && spec.enable_h2.is_some() && spec.tls_cert.is_none() {
+                    self.error(
+                        &table,
+                        "enable_h2",
+                        "is for TLS listeners; use h2c without TLS",
+                    );
+                }
                 listeners.push(ListenerPlan {
                     server: name.clone(),
                     addr,
                     tls,
                     threads: spec.threads,
+                    h2c: spec.h2c.unwrap_or(false),
+                    enable_h2: spec.enable_h2.unwrap_or(true),
                 });
             }
         }

@@ -125,6 +125,10 @@ pub struct ListenerPlan {
     pub tls: Option<Arc<CertResolver>>,
     /// Worker threads, when the server overrides `basic.threads`.
     pub threads: Option<usize>,
+    /// HTTP/2 without TLS (plain listeners).
+    pub h2c: bool,
+    /// HTTP/2 by ALPN (TLS listeners).
+    pub enable_h2: bool,
 }
 
 /// The current snapshot, swapped atomically.

@@ -12,7 +12,7 @@ use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::schema::{Algorithm, Upstream};
+use crate::config::schema::{Algorithm, Protocol, Upstream};
 
 /// Default time allowed to connect to a backend.
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +33,7 @@ pub struct Pool {
     backend_count: usize,
     tls: bool,
     sni: String,
+    protocol: Protocol,
     connection_timeout: Duration,
     read_timeout: Duration,
     write_timeout: Duration,
@@ -88,6 +89,7 @@ impl Pool {
             backend_count,
             tls: spec.tls.unwrap_or(!sni.is_empty()),
             sni,
+            protocol: spec.protocol.unwrap_or_default(),
             connection_timeout: spec
                 .connection_timeout
                 .map_or(DEFAULT_CONNECTION_TIMEOUT, |d| d.get()),
@@ -134,6 +136,11 @@ impl Pool {
         peer.options.read_timeout = Some(self.read_timeout);
         peer.options.write_timeout = Some(self.write_timeout);
         peer.options.idle_timeout = Some(self.idle_timeout);
+        match self.protocol {
+            Protocol::Http1 => peer.options.set_http_version(1, 1),
+            Protocol::H2 => peer.options.set_http_version(2, 2),
+            Protocol::Auto => peer.options.set_http_version(2, 1),
+        }
         peer
     }
 }

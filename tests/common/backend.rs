@@ -29,6 +29,8 @@ use tokio::sync::{Notify, watch};
 pub struct Echo {
     /// The backend's name.
     pub backend: String,
+    /// The HTTP version of the request, e.g. `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
     /// The request method.
     pub method: String,
     /// The path.
@@ -196,6 +198,7 @@ async fn echo(
     }
     let report = Echo {
         backend: name.to_string(),
+        version: format!("{:?}", parts.version),
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
