@@ -72,3 +72,114 @@ fn protocol_keys_are_checked() {
         "{output}"
     );
 }
+
+mod streaming {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+
+    use super::common::backend::{Echo, FNV_START, fnv_update, text_body};
+    use super::common::{Backend, Pingap, client};
+    use super::config;
+
+    const CHUNK: usize = 64 * 1024;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_reach_the_client_before_the_backend_finishes() {
+        let backend = Backend::start("b").await;
+        let pingap = Pingap::start(&config(&backend, "", ""));
+        let response = client()
+            .get(pingap.url("main", "/events"))
+            .header("x-echo-stream-bytes", (2 * CHUNK).to_string())
+            .header("x-echo-content-type", "text/event-stream")
+            .header("x-echo-hold", "1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut stream = response.bytes_stream();
+        // The backend holds its second chunk until released: the first must already be here.
+        let mut first = 0;
+        while first < CHUNK {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("the first chunk arrives while the backend holds the rest")
+                .unwrap()
+                .unwrap();
+            first += chunk.len();
+        }
+        assert_eq!(first, CHUNK);
+        backend.release();
+        let mut rest = 0;
+        while let Some(chunk) = stream.next().await {
+            rest += chunk.unwrap().len();
+        }
+        assert_eq!(rest, CHUNK);
+    }
+
+    /// Peak resident memory of a process, in bytes.
+    fn peak_rss(pid: i32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+
+    /// Bound on the proxy's peak RSS after streaming 200 MB each way (documented in the README).
+    const PEAK_RSS_BOUND: u64 = 64 * 1024 * 1024;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_hundred_megabytes_each_way_in_bounded_memory() {
+        const SIZE: usize = 200 * 1024 * 1024;
+        let backend = Backend::start("b").await;
+        let pingap = Pingap::start(&config(&backend, "", ""));
+
+        // Upload: a body generated as it is sent.
+        let chunk = Bytes::from(text_body(CHUNK));
+        let chunks = futures_util::stream::iter(
+            (0..SIZE / CHUNK).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+        );
+        let echo: Echo = client()
+            .put(pingap.url("main", "/upload"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let expected =
+            (0..SIZE / CHUNK).fold(FNV_START, |hash, _| fnv_update(hash, &text_body(CHUNK)));
+        assert_eq!(echo.body_len, SIZE);
+        assert_eq!(echo.body_fnv, expected);
+
+        // Download: a streamed body without a length.
+        let response = client()
+            .get(pingap.url("main", "/download"))
+            .header("x-echo-stream-bytes", SIZE.to_string())
+            .send()
+            .await
+            .unwrap();
+        let (mut len, mut hash) = (0, FNV_START);
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.unwrap();
+            len += chunk.len();
+            hash = fnv_update(hash, &chunk);
+        }
+        assert_eq!(len, SIZE);
+        assert_eq!(hash, expected);
+
+        let peak = peak_rss(pingap.pid());
+        println!(
+            "peak RSS after 200 MB up and down: {} MiB",
+            peak / 1024 / 1024
+        );
+        assert!(peak < PEAK_RSS_BOUND, "peak RSS {} MiB", peak / 1024 / 1024);
+    }
+}

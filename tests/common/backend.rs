@@ -6,7 +6,9 @@
 //! first, see [`Backend::wait_for_hits`]); `x-echo-status: N` answers with status N;
 //! `x-echo-header: Name: value` adds a response header; `x-echo-body-bytes: N` answers with N
 //! bytes of text (see [`text_body`]) with a `Content-Length`, `x-echo-stream-bytes: N` streams
-//! them in 64 KiB chunks without one; `x-echo-content-type` sets the content type of those.
+//! them in 64 KiB chunks without one; `x-echo-content-type` sets the content type of those;
+//! with `x-echo-hold: 1` a stream stops after its first chunk until [`Backend::release`].
+//! Request bodies are hashed as they arrive, never kept.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -62,9 +64,17 @@ pub fn text_body(len: usize) -> Vec<u8> {
     line.iter().copied().cycle().take(len).collect()
 }
 
+/// The FNV-1a offset basis (the hash of nothing).
+pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// FNV-1a, to compare bodies without echoing them back.
 pub fn fnv(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+    fnv_update(FNV_START, data)
+}
+
+/// Continues an FNV-1a hash with more data.
+pub fn fnv_update(hash: u64, data: &[u8]) -> u64 {
+    data.iter().fold(hash, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })
 }
@@ -75,6 +85,7 @@ pub struct Backend {
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
     received: Arc<AtomicUsize>,
+    released: Arc<Notify>,
     hit: Arc<Notify>,
     stop: watch::Sender<bool>,
 }
@@ -86,10 +97,16 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(AtomicUsize::new(0));
+        let released = Arc::new(Notify::new());
         let hit = Arc::new(Notify::new());
         let (stop, mut stopped) = watch::channel(false);
         let name: Arc<str> = Arc::from(name);
-        let (task_hits, task_hit, task_received) = (hits.clone(), hit.clone(), received.clone());
+        let (task_hits, task_hit, task_received, task_released) = (
+            hits.clone(),
+            hit.clone(),
+            received.clone(),
+            released.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -103,6 +120,7 @@ impl Backend {
                     hits: task_hits.clone(),
                     hit: task_hit.clone(),
                     received: task_received.clone(),
+                    released: task_released.clone(),
                 };
                 let name = name.clone();
                 tokio::spawn(async move {
@@ -120,9 +138,15 @@ impl Backend {
             addr,
             hits,
             received,
+            released,
             hit,
             stop,
         }
+    }
+
+    /// Lets a held stream (`x-echo-hold`) go on.
+    pub fn release(&self) {
+        self.released.notify_one();
     }
 
     /// Body bytes received so far, over all requests, counted as they arrive (also for bodies
@@ -164,6 +188,7 @@ struct Counters {
     hits: Arc<AtomicUsize>,
     hit: Arc<Notify>,
     received: Arc<AtomicUsize>,
+    released: Arc<Notify>,
 }
 
 async fn echo(
@@ -172,11 +197,12 @@ async fn echo(
     counters: &Counters,
 ) -> Response<BoxBody<Bytes, Infallible>> {
     let (parts, mut incoming) = req.into_parts();
-    let mut body = Vec::new();
+    let (mut body_len, mut body_fnv) = (0, FNV_START);
     while let Some(Ok(frame)) = incoming.frame().await {
         if let Some(data) = frame.data_ref() {
             counters.received.fetch_add(data.len(), Ordering::SeqCst);
-            body.extend_from_slice(data);
+            body_len += data.len();
+            body_fnv = fnv_update(body_fnv, data);
         }
     }
     counters.hits.fetch_add(1, Ordering::SeqCst);
@@ -203,8 +229,8 @@ async fn echo(
         path: parts.uri.path().to_string(),
         query: parts.uri.query().map(str::to_string),
         headers,
-        body_len: body.len(),
-        body_fnv: fnv(&body),
+        body_len,
+        body_fnv,
     };
     let mut response = Response::builder().status(status).header("server", "echo");
     if let Some((name, value)) = header("x-echo-header").and_then(|v| v.split_once(':')) {
@@ -222,11 +248,25 @@ async fn echo(
     if let Some(len) = number("x-echo-stream-bytes") {
         const CHUNK: usize = 64 * 1024;
         let chunk = Bytes::from(text_body(CHUNK));
-        let frames = (0..len.div_ceil(CHUNK)).map(move |i| {
-            let size = CHUNK.min(len - i * CHUNK);
-            Ok::<_, Infallible>(hyper::body::Frame::data(chunk.slice(..size)))
-        });
-        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let hold = header("x-echo-hold")
+            .is_some()
+            .then(|| counters.released.clone());
+        let frames = futures_util::StreamExt::then(
+            futures_util::stream::iter(0..len.div_ceil(CHUNK)),
+            move |i| {
+                let (chunk, hold) = (chunk.clone(), hold.clone());
+                async move {
+                    if i == 1
+                        && let Some(released) = hold
+                    {
+                        released.notified().await;
+                    }
+                    let size = CHUNK.min(len - i * CHUNK);
+                    Ok::<_, Infallible>(hyper::body::Frame::data(chunk.slice(..size)))
+                }
+            },
+        );
+        let body = StreamBody::new(frames);
         return response
             .header("content-type", text_type)
             .body(body.boxed())
