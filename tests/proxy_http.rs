@@ -338,3 +338,33 @@ async fn malformed_requests_get_a_400_and_the_proxy_keeps_serving() {
         "the bad request never reached the backend"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_template_shapes_html_error_pages() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("oops.html"),
+        "<main data-status=\"{{status}}\">{{reason}}: {{message}}</main>",
+    )
+    .unwrap();
+    let config = format!(
+        "[basic]\nerror_template = '{}'\n{}",
+        dir.path().join("oops.html").display(),
+        single(&[backend.addr.to_string()], "path = '/api'", "")
+    );
+    let pingap = Pingap::start(&config);
+    let response = client()
+        .get(pingap.url("main", "/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "<main data-status=\"404\">Not Found: no route matched this request</main>"
+    );
+    // JSON clients still get JSON.
+    let (status, body) = get_json(&pingap.url("main", "/nowhere"), &[]).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("Not Found")));
+}
