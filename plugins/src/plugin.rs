@@ -18,6 +18,17 @@ pub enum Flow {
     Respond(Response),
 }
 
+impl Flow {
+    /// `Continue` when `admitted`, else the refusal `refusal` makes.
+    pub fn admit_if(admitted: bool, refusal: impl FnOnce() -> Response) -> Flow {
+        if admitted {
+            Flow::Continue
+        } else {
+            Flow::Respond(refusal())
+        }
+    }
+}
+
 /// A plugin: per-instance state built once from settings, and one method per [`crate::Phase`].
 ///
 /// Every method has a default that does nothing; [`Plugin::phases`] says which ones the plugin

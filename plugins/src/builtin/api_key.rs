@@ -127,9 +127,10 @@ impl Plugin for ApiKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::{build_error, built};
 
     fn plugin(settings: &str) -> Arc<dyn Plugin> {
-        build(&settings.parse().unwrap(), &BuildContext::default()).unwrap()
+        built(build, settings)
     }
 
     async fn admits(plugin: &dyn Plugin, req: &mut RequestHeader) -> bool {
@@ -163,11 +164,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let err = |s: &str| {
-            build(&s.parse().unwrap(), &BuildContext::default())
-                .err()
-                .unwrap()
-        };
+        let err = |s: &str| build_error(build, s);
         assert_eq!(err("keys = []").key(), Some("keys"));
         assert_eq!(err("keys = ['']").key(), Some("keys"));
         assert_eq!(err("keys = ['k']\nheader = ''").key(), Some("header"));

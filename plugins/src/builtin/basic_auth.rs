@@ -274,6 +274,7 @@ impl Plugin for BasicAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::{build_error, built};
 
     fn basic(user: &str, password: &str) -> RequestHeader {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
@@ -302,7 +303,7 @@ mod tests {
         let settings = format!(
             "users = ['alice:{bcrypt_hash}', 'bob:{argon_hash}']\nuser_header = 'X-User'\nhide_credentials = true"
         );
-        let plugin = build(&settings.parse().unwrap(), &BuildContext::default()).unwrap();
+        let plugin = built(build, &settings);
         let mut req = basic("alice", "s3cret");
         req.insert_header("x-user", "mallory").unwrap();
         assert!(admits(plugin.as_ref(), &mut req).await);
@@ -334,12 +335,7 @@ mod tests {
 
     #[test]
     fn plaintext_only_when_allowed() {
-        let err = build(
-            &"users = ['a:plain']".parse().unwrap(),
-            &BuildContext::default(),
-        )
-        .err()
-        .unwrap();
+        let err = build_error(build, "users = ['a:plain']");
         assert_eq!(err.key(), Some("users[0]"));
         assert!(err.to_string().contains("allow_plaintext"));
         assert!(
@@ -351,21 +347,9 @@ mod tests {
             )
             .is_ok()
         );
-        let err = build(
-            &"users = ['a:$2b$bad']".parse().unwrap(),
-            &BuildContext::default(),
-        )
-        .err()
-        .unwrap();
+        let err = build_error(build, "users = ['a:$2b$bad']");
         assert!(err.to_string().contains("invalid bcrypt hash"), "{err}");
-        let err = build(
-            &"users = ['a:x', 'a:y']\nallow_plaintext = true"
-                .parse()
-                .unwrap(),
-            &BuildContext::default(),
-        )
-        .err()
-        .unwrap();
+        let err = build_error(build, "users = ['a:x', 'a:y']\nallow_plaintext = true");
         assert_eq!(err.key(), Some("users[1]"));
     }
 }

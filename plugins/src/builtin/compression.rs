@@ -390,6 +390,7 @@ mod tests {
     use std::io::Read as _;
 
     use super::*;
+    use crate::builtin::testing::{build_error, built};
 
     const ALL: [Algorithm; 3] = [Algorithm::Zstd, Algorithm::Brotli, Algorithm::Gzip];
 
@@ -440,7 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn streams_and_round_trips_every_algorithm() {
-        let plugin = build(&Settings::new(), &BuildContext::default()).unwrap();
+        let plugin = built(build, "");
         let text: Vec<u8> = (0..20_000)
             .flat_map(|i| format!("line {i} of the log\n").into_bytes())
             .collect();
@@ -482,7 +483,7 @@ mod tests {
 
     #[tokio::test]
     async fn leaves_ineligible_responses_alone() {
-        let plugin = build(&Settings::new(), &BuildContext::default()).unwrap();
+        let plugin = built(build, "");
         let cases: [(&[(&str, &str)], u16); 6] = [
             (&[("content-type", "image/png")], 200),
             (
@@ -547,11 +548,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let err = |s: &str| {
-            build(&s.parse().unwrap(), &BuildContext::default())
-                .err()
-                .unwrap()
-        };
+        let err = |s: &str| build_error(build, s);
         assert_eq!(err("algorithms = ['lzma']").key(), Some("algorithms[0]"));
         assert_eq!(err("algorithms = []").key(), Some("algorithms"));
         assert_eq!(err("gzip_level = 0").key(), Some("gzip_level"));

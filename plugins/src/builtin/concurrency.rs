@@ -178,9 +178,10 @@ impl Plugin for Concurrency {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::{build_error, built};
 
     fn plugin(settings: &str) -> Arc<dyn Plugin> {
-        build(&settings.parse().unwrap(), &BuildContext::default()).unwrap()
+        built(build, settings)
     }
 
     async fn admitted(plugin: &dyn Plugin, ctx: &mut Ctx) -> bool {
@@ -221,11 +222,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let err = |s: &str| {
-            build(&s.parse().unwrap(), &BuildContext::default())
-                .err()
-                .unwrap()
-        };
+        let err = |s: &str| build_error(build, s);
         assert_eq!(err("max = 0").key(), Some("max"));
         assert_eq!(err("max = 1\nkey = '$nope'").key(), Some("key"));
     }

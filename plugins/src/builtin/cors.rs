@@ -243,9 +243,10 @@ impl Plugin for Cors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::{build_error, built};
 
     fn plugin(settings: &str) -> Arc<dyn Plugin> {
-        build(&settings.parse().unwrap(), &BuildContext::default()).unwrap()
+        built(build, settings)
     }
 
     fn request(method: &str, origin: Option<&str>, preflight: bool) -> RequestHeader {
@@ -341,11 +342,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let err = |s: &str| {
-            build(&s.parse().unwrap(), &BuildContext::default())
-                .err()
-                .unwrap()
-        };
+        let err = |s: &str| build_error(build, s);
         assert_eq!(err("allow_origins = []").key(), Some("allow_origins"));
         assert_eq!(
             err("allow_origins = ['~(']").key(),

@@ -148,9 +148,10 @@ impl Plugin for Csrf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::built;
 
     fn plugin() -> Arc<dyn Plugin> {
-        build(&Settings::new(), &BuildContext::default()).unwrap()
+        built(build, "")
     }
 
     #[tokio::test]

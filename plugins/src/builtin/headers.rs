@@ -148,9 +148,10 @@ impl Plugin for SecurityHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::built;
 
     fn apply(settings: &str, tls: bool, existing: &[(&str, &str)]) -> ResponseHeader {
-        let plugin = build(&settings.parse().unwrap(), &BuildContext::default()).unwrap();
+        let plugin = built(build, settings);
         let mut resp = ResponseHeader::build(200, None).unwrap();
         for (name, value) in existing {
             resp.insert_header(name.to_string(), *value).unwrap();

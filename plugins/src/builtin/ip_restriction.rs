@@ -99,20 +99,19 @@ impl Plugin for IpRestriction {
     }
 
     async fn request(&self, _req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
-        if self.admits(ctx.client_ip) {
-            Ok(Flow::Continue)
-        } else {
-            Ok(Flow::Respond(Response::refuse(
+        Ok(Flow::admit_if(self.admits(ctx.client_ip), || {
+            Response::refuse(
                 StatusCode::FORBIDDEN,
                 "access from this address is not allowed",
-            )))
-        }
+            )
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::build_error;
 
     fn rule(settings: &str) -> IpRestriction {
         let config: Config = crate::settings::parse(&settings.parse().unwrap()).unwrap();
@@ -145,11 +144,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let err = |s: &str| {
-            build(&s.parse().unwrap(), &BuildContext::default())
-                .err()
-                .unwrap()
-        };
+        let err = |s: &str| build_error(build, s);
         assert_eq!(err("allow = ['10.0.0.0/33']").key(), Some("allow[0]"));
         assert_eq!(err("deny = ['x']").key(), Some("deny[0]"));
         assert_eq!(err("").key(), Some("allow"));

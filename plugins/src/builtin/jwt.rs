@@ -322,11 +322,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::builtin::testing::{build_error, built};
 
     const SECRET: &str = "a-secret-of-reasonable-length-32b";
 
     fn plugin(settings: &str) -> Arc<dyn Plugin> {
-        build(&settings.parse().unwrap(), &BuildContext::default()).unwrap()
+        built(build, settings)
     }
 
     fn now() -> u64 {
@@ -552,11 +553,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let err = |settings: &str| {
-            build(&settings.parse().unwrap(), &BuildContext::default())
-                .err()
-                .unwrap()
-        };
+        let err = |settings: &str| build_error(build, settings);
         assert_eq!(
             err("algorithm = 'HS999'\nsecret = 'x'").key(),
             Some("algorithm")

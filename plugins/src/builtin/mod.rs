@@ -40,3 +40,30 @@ pub(crate) const TYPES: &[PluginType] = &[
     rewrite::TYPE,
     user_agent::TYPE,
 ];
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Building plugins from TOML text in unit tests.
+
+    use std::sync::Arc;
+
+    use crate::registry::BuildFn;
+    use crate::{BuildContext, BuildError, Plugin, Settings};
+
+    /// Parses settings text.
+    pub(crate) fn settings(text: &str) -> Settings {
+        text.parse().unwrap()
+    }
+
+    /// Builds a plugin that must build.
+    pub(crate) fn built(build: BuildFn, text: &str) -> Arc<dyn Plugin> {
+        build(&settings(text), &BuildContext::default()).unwrap()
+    }
+
+    /// The error of settings that must not build.
+    pub(crate) fn build_error(build: BuildFn, text: &str) -> BuildError {
+        build(&settings(text), &BuildContext::default())
+            .err()
+            .unwrap()
+    }
+}

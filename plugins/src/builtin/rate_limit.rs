@@ -290,9 +290,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::builtin::testing::{build_error, built};
 
     fn plugin(settings: &str) -> Arc<dyn Plugin> {
-        build(&settings.parse().unwrap(), &BuildContext::default()).unwrap()
+        built(build, settings)
     }
 
     #[test]
@@ -398,11 +399,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let err = |s: &str| {
-            build(&s.parse().unwrap(), &BuildContext::default())
-                .err()
-                .unwrap()
-        };
+        let err = |s: &str| build_error(build, s);
         assert_eq!(err("burst = 3").key(), None, "rate is required");
         assert_eq!(err("rate = 1\nburst = 0").key(), Some("burst"));
         assert_eq!(err("rate = 1\nkey = '$host'").key(), Some("key"));

@@ -149,6 +149,7 @@ impl Plugin for Redirect {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::build_error;
 
     fn redirect(settings: &str) -> Redirect {
         let config: Config = crate::settings::parse(&settings.parse().unwrap()).unwrap();
@@ -202,11 +203,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let err = |s: &str| {
-            build(&s.parse().unwrap(), &BuildContext::default())
-                .err()
-                .unwrap()
-        };
+        let err = |s: &str| build_error(build, s);
         assert_eq!(
             err("http_to_https = true\nstatus = 303").key(),
             Some("status")

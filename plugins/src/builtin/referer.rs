@@ -122,20 +122,19 @@ impl Plugin for Referer {
             .headers
             .get(header::REFERER)
             .and_then(|v| v.to_str().ok());
-        if self.admits(referer) {
-            Ok(Flow::Continue)
-        } else {
-            Ok(Flow::Respond(Response::refuse(
+        Ok(Flow::admit_if(self.admits(referer), || {
+            Response::refuse(
                 StatusCode::FORBIDDEN,
                 "requests from this referer are not allowed",
-            )))
-        }
+            )
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::build_error;
 
     fn referer(settings: &str) -> Referer {
         let config: Config = crate::settings::parse(&settings.parse().unwrap()).unwrap();
@@ -168,12 +167,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_hosts() {
-        let err = build(
-            &"allow = ['exa mple.com']".parse().unwrap(),
-            &BuildContext::default(),
-        )
-        .err()
-        .unwrap();
+        let err = build_error(build, "allow = ['exa mple.com']");
         assert_eq!(err.key(), Some("allow[0]"));
     }
 }

@@ -149,9 +149,10 @@ impl Plugin for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::{build_error, built};
 
     fn plugin(settings: &str) -> Arc<dyn Plugin> {
-        build(&settings.parse().unwrap(), &BuildContext::default()).unwrap()
+        built(build, settings)
     }
 
     async fn run(plugin: &dyn Plugin, incoming: Option<&str>) -> (RequestHeader, Ctx) {
@@ -204,23 +205,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_settings() {
-        let err = build(&"size = 4".parse().unwrap(), &BuildContext::default())
-            .err()
-            .unwrap();
+        let err = build_error(build, "size = 4");
         assert_eq!(err.key(), Some("size"));
-        let err = build(
-            &"header = 'bad header'".parse().unwrap(),
-            &BuildContext::default(),
-        )
-        .err()
-        .unwrap();
+        let err = build_error(build, "header = 'bad header'");
         assert_eq!(err.key(), Some("header"));
-        let err = build(
-            &"algorithm = 'sha1'".parse().unwrap(),
-            &BuildContext::default(),
-        )
-        .err()
-        .unwrap();
+        let err = build_error(build, "algorithm = 'sha1'");
         assert_eq!(err.key(), Some("algorithm"));
     }
 }

@@ -100,9 +100,10 @@ impl Plugin for RequestSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::built;
 
     fn plugin() -> Arc<dyn Plugin> {
-        build(&"max_size = 10".parse().unwrap(), &BuildContext::default()).unwrap()
+        built(build, "max_size = 10")
     }
 
     #[tokio::test]

@@ -144,9 +144,10 @@ impl Plugin for RewritePlugin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::{build_error, built};
 
     fn plugin(settings: &str) -> Arc<dyn Plugin> {
-        build(&settings.parse().unwrap(), &BuildContext::default()).unwrap()
+        built(build, settings)
     }
 
     async fn rewrite(plugin: &dyn Plugin, uri: &str, headers: &[(&str, &str)]) -> String {
@@ -187,11 +188,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_rule_and_key() {
-        let err = |s: &str| {
-            build(&s.parse().unwrap(), &BuildContext::default())
-                .err()
-                .unwrap()
-        };
+        let err = |s: &str| build_error(build, s);
         assert_eq!(err("rules = []").key(), Some("rules"));
         assert_eq!(
             err("rules = [{ match = '(', replace = '/' }]").key(),

@@ -90,20 +90,16 @@ impl Plugin for UserAgent {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if self.admits(agent) {
-            Ok(Flow::Continue)
-        } else {
-            Ok(Flow::Respond(Response::refuse(
-                StatusCode::FORBIDDEN,
-                "this user agent is not allowed",
-            )))
-        }
+        Ok(Flow::admit_if(self.admits(agent), || {
+            Response::refuse(StatusCode::FORBIDDEN, "this user agent is not allowed")
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::testing::build_error;
 
     fn plugin(settings: &str) -> UserAgent {
         let config: Config = crate::settings::parse(&settings.parse().unwrap()).unwrap();
@@ -126,12 +122,7 @@ mod tests {
 
     #[test]
     fn bad_regexes_are_named() {
-        let err = build(
-            &"deny = ['ok', '(']".parse().unwrap(),
-            &BuildContext::default(),
-        )
-        .err()
-        .unwrap();
+        let err = build_error(build, "deny = ['ok', '(']");
         assert_eq!(err.key(), Some("deny[1]"));
     }
 }
