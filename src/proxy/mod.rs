@@ -18,6 +18,7 @@ pub mod ctx;
 pub mod error_page;
 pub mod errors;
 pub mod forwarded;
+pub mod grpc;
 mod respond;
 
 use std::net::{IpAddr, SocketAddr};

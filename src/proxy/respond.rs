@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::{Method, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use pingap_plugins::Response;
 use pingora::Result;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -53,38 +53,42 @@ pub async fn send(session: &mut Session, ctx: &mut RequestCtx, reply: Reply) -> 
             &default_pages
         }
     };
-    let (status, headers, body, content_type) = match reply {
-        Reply::Error { status, message } => {
-            let page = pages.render(status, &message, accept.as_deref());
-            (status, Vec::new(), page.body, Some(page.content_type))
+    let grpc = super::grpc::is_grpc(session.req_header());
+    // The status, extra headers and body to send for an error page.
+    let page = |status: StatusCode, message: &str, mut headers: Vec<_>| {
+        if grpc {
+            headers.extend(super::grpc::error_headers(status, message));
+            return (StatusCode::OK, headers, Bytes::new());
         }
+        let page = pages.render(status, message, accept.as_deref());
+        headers.push((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(page.content_type),
+        ));
+        (status, headers, page.body)
+    };
+    let (status, headers, body) = match reply {
+        Reply::Error { status, message } => page(status, &message, Vec::new()),
         Reply::Plugin(response) => match response.body {
-            Some(body) => (response.status, response.headers, body, None),
+            Some(body) => (response.status, response.headers, body),
             None => {
                 let message = response
                     .message
                     .as_deref()
                     .or(response.status.canonical_reason())
                     .unwrap_or_default();
-                let page = pages.render(response.status, message, accept.as_deref());
-                (
-                    response.status,
-                    response.headers,
-                    page.body,
-                    Some(page.content_type),
-                )
+                page(response.status, message, response.headers)
             }
         },
     };
 
-    let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 1))?;
     for (name, value) in headers {
         resp.append_header(name, value)?;
     }
-    if let Some(content_type) = content_type {
-        resp.insert_header(header::CONTENT_TYPE, content_type)?;
+    if !grpc {
+        resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     }
-    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
     finish_response_header(session.req_header(), &mut resp, ctx)?;
 
     let send_body = session.req_header().method != Method::HEAD && !body.is_empty();

@@ -1,0 +1,131 @@
+//! gRPC through the binary with a real client and server (tonic's health service): unary calls,
+//! statuses in trailers, server streaming, plugins on calls, and pingap's own errors as gRPC
+//! statuses.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Pingap, RefusingPort};
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::server::HealthReporter;
+
+const SERVICE: &str = "pingap.Echo";
+
+/// A gRPC health server on an ephemeral loopback port, reporting `SERVICE` as serving.
+async fn grpc_backend() -> (SocketAddr, HealthReporter) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(SERVICE, tonic_health::ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming),
+    );
+    (addr, reporter)
+}
+
+fn config(upstream: SocketAddr, plugins: &str, tables: &str) -> String {
+    format!(
+        "[upstreams.grpc]\naddrs = ['{upstream}']\nprotocol = 'h2'\n\
+         [locations.health]\nupstream = 'grpc'\npath = '/grpc.health.v1.Health/'\nplugins = [{plugins}]\n\
+         {tables}\n[servers.main]\naddr = '127.0.0.1:0'\nh2c = true\nlocations = ['health']\n"
+    )
+}
+
+async fn client(pingap: &Pingap) -> HealthClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", pingap.addr("main")))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+}
+
+fn check(service: &str) -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: service.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unary_calls_and_statuses_pass_through() {
+    let (backend, _reporter) = grpc_backend().await;
+    let pingap = Pingap::start(&config(backend, "", ""));
+    let mut client = client(&pingap).await;
+    let response = client.check(check(SERVICE)).await.unwrap();
+    assert_eq!(response.into_inner().status, ServingStatus::Serving as i32);
+    // An error status from the server arrives in the trailers, intact.
+    let status = client.check(check("no.such.Service")).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+/// The next message of a stream, within a deadline.
+async fn next(
+    watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+) -> tonic_health::pb::HealthCheckResponse {
+    tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_streams_arrive_as_they_are_sent() {
+    let (backend, reporter) = grpc_backend().await;
+    let pingap = Pingap::start(&config(backend, "", ""));
+    let mut client = client(&pingap).await;
+    let mut watch = client.watch(check(SERVICE)).await.unwrap().into_inner();
+    let first = next(&mut watch).await;
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    reporter
+        .set_service_status(SERVICE, tonic_health::ServingStatus::NotServing)
+        .await;
+    let second = next(&mut watch).await;
+    assert_eq!(second.status, ServingStatus::NotServing as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_run_on_calls_and_refusals_are_grpc_statuses() {
+    let (backend, _reporter) = grpc_backend().await;
+    let secret = "grpc-test-secret-that-is-long-enough";
+    let tables = format!("[plugins.auth]\ntype = 'jwt'\nsecret = '{secret}'\n");
+    let pingap = Pingap::start(&config(backend, "'auth'", &tables));
+    let mut client = client(&pingap).await;
+    let status = client.check(check(SERVICE)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"exp": jsonwebtoken::get_current_timestamp() + 60}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let mut request = tonic::Request::new(check(SERVICE));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let response = client.check(request).await.unwrap();
+    assert_eq!(response.into_inner().status, ServingStatus::Serving as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upstream_is_unavailable_not_an_html_page() {
+    let dead = RefusingPort::new();
+    let pingap = Pingap::start(&config(dead.addr, "", ""));
+    let mut client = client(&pingap).await;
+    let status = client.check(check(SERVICE)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "could not connect to upstream \"grpc\"");
+}
