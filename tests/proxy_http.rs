@@ -368,3 +368,112 @@ async fn the_error_template_shapes_html_error_pages() {
     let (status, body) = get_json(&pingap.url("main", "/nowhere"), &[]).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("Not Found")));
 }
+
+mod balancing {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::common::backend::Echo;
+    use super::common::{Backend, Pingap, client};
+    use super::single;
+
+    async fn backend_of(pingap: &Pingap, headers: &[(&str, &str)]) -> String {
+        let mut request = client().get(pingap.url("main", "/"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let echo: Echo = request.send().await.unwrap().json().await.unwrap();
+        echo.backend
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn least_connections_avoids_the_busy_backend() {
+        let (one, two) = (Backend::start("one").await, Backend::start("two").await);
+        let addrs = [one.addr.to_string(), two.addr.to_string()];
+        let pingap = Pingap::start(&single(&addrs, "", "algorithm = 'least_connections'"));
+        // Occupy whichever backend takes the first (slow) request.
+        let url = pingap.url("main", "/");
+        let slow = tokio::spawn(async move {
+            client()
+                .get(url)
+                .header("x-echo-delay-ms", "2000")
+                .send()
+                .await
+                .unwrap()
+        });
+        let busy = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if one.hits() + two.hits() == 1 {
+                    return if one.hits() == 1 { "one" } else { "two" };
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        for _ in 0..10 {
+            assert_ne!(
+                backend_of(&pingap, &[]).await,
+                busy,
+                "the busy backend is avoided"
+            );
+        }
+        assert_eq!(slow.await.unwrap().status(), 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn consistent_hash_sticks_keys_to_backends() {
+        let backends = [
+            Backend::start("a").await,
+            Backend::start("b").await,
+            Backend::start("c").await,
+        ];
+        let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+        let pingap = Pingap::start(&single(
+            &addrs,
+            "",
+            "algorithm = 'consistent_hash'\nhash_key = 'header:X-User'",
+        ));
+        let mut owners = HashMap::new();
+        for user in 0..60 {
+            let user = format!("user-{user}");
+            let owner = backend_of(&pingap, &[("x-user", &user)]).await;
+            for _ in 0..3 {
+                assert_eq!(
+                    backend_of(&pingap, &[("x-user", &user)]).await,
+                    owner,
+                    "{user}"
+                );
+            }
+            owners.insert(user, owner);
+        }
+        let used: std::collections::HashSet<_> = owners.values().collect();
+        assert_eq!(used.len(), 3, "keys spread over every backend: {owners:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ip_hash_keys_on_the_client_behind_trusted_proxies() {
+        let backends = [
+            Backend::start("a").await,
+            Backend::start("b").await,
+            Backend::start("c").await,
+        ];
+        let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+        let config = format!(
+            "[basic]\ntrusted_proxies = ['127.0.0.1']\n{}",
+            single(&addrs, "", "algorithm = 'ip_hash'")
+        );
+        let pingap = Pingap::start(&config);
+        let mut owners = std::collections::HashSet::new();
+        for client_ip in 1..=40 {
+            let forwarded = format!("198.51.100.{client_ip}");
+            let owner = backend_of(&pingap, &[("x-forwarded-for", &forwarded)]).await;
+            assert_eq!(
+                backend_of(&pingap, &[("x-forwarded-for", &forwarded)]).await,
+                owner
+            );
+            owners.insert(owner);
+        }
+        assert_eq!(owners.len(), 3, "forty clients spread over every backend");
+    }
+}

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use pingap_plugins::Ctx;
 
 use crate::runtime::{Location, Runtime};
+use crate::upstream::balance::Selected;
 
 /// Requests being served right now, across all servers; graceful shutdown waits for zero.
 #[derive(Debug, Default)]
@@ -50,6 +51,8 @@ pub struct RequestCtx {
     pub original_uri: Option<String>,
     /// What the plugins share.
     pub plugin: Ctx,
+    /// The backend chosen for the request (the latest, when retried).
+    pub backend: Option<Selected>,
     /// Whether the TCP peer is a trusted proxy.
     pub peer_trusted: bool,
     _in_flight: InFlightGuard,
@@ -65,6 +68,7 @@ impl RequestCtx {
             captures: Vec::new(),
             original_uri: None,
             plugin: Ctx::default(),
+            backend: None,
             peer_trusted: false,
             _in_flight: in_flight,
         }

@@ -237,7 +237,7 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let pool = ctx
@@ -247,13 +247,19 @@ impl ProxyHttp for Proxy {
             .ok_or_else(|| {
                 Error::explain(ErrorType::HTTPStatus(503), "this location has no upstream")
             })?;
-        let backend = pool.select().ok_or_else(|| {
-            Error::explain(
-                ErrorType::HTTPStatus(503),
-                format!("no backend of upstream \"{}\" is available", pool.name()),
-            )
-        })?;
-        Ok(Box::new(pool.peer(&backend)))
+        let selected = pool
+            .select(session.req_header(), ctx.plugin.client_ip)
+            .ok_or_else(|| {
+                Error::explain(
+                    ErrorType::HTTPStatus(503),
+                    format!("no backend of upstream \"{}\" is available", pool.name()),
+                )
+            })?;
+        let peer = pool.peer(&selected.backend);
+        // Kept until the request ends (least connections counts it in flight till then); a
+        // retry replaces it.
+        ctx.backend = Some(selected);
+        Ok(Box::new(peer))
     }
 
     async fn upstream_request_filter(

@@ -1,18 +1,19 @@
-//! Upstream pools: the backends of an `[upstreams.NAME]` table, how one is chosen, and how
-//! pingap connects to it.
+//! Upstream pools: the backends of an `[upstreams.NAME]` table, how one is chosen (see
+//! [`balance`]), and how pingap connects to it.
+
+pub mod balance;
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use pingora::lb::discovery::Static;
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::{Backend, Backends, LoadBalancer};
+use balance::{Balancer, HashKey, Selected};
+use pingora::http::RequestHeader;
+use pingora::lb::Backend;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::schema::{Algorithm, Protocol, Upstream};
+use crate::config::schema::{Protocol, Upstream};
 
 /// Default time allowed to connect to a backend.
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,8 +30,8 @@ const MAX_WEIGHT: usize = 1000;
 /// A compiled upstream.
 pub struct Pool {
     name: Arc<str>,
-    balancer: LoadBalancer<RoundRobin>,
-    backend_count: usize,
+    balancer: Balancer,
+    backend_list: Vec<String>,
     tls: bool,
     sni: String,
     protocol: Protocol,
@@ -54,39 +55,31 @@ impl Pool {
                 Err(e) => errors.push((format!("addrs[{index}]"), e)),
             }
         }
-        match spec.algorithm.unwrap_or_default() {
-            Algorithm::RoundRobin | Algorithm::WeightedRoundRobin => {}
-            other => errors.push((
-                "algorithm".to_string(),
-                format!("{other:?} is not supported yet; use round_robin or weighted_round_robin"),
-            )),
-        }
-        if spec.hash_key.is_some() {
-            errors.push((
-                "hash_key".to_string(),
-                "only used by algorithm = \"consistent_hash\"".to_string(),
-            ));
-        }
+        let hash_key = match spec.hash_key.as_deref().map(HashKey::parse).transpose() {
+            Ok(key) => key,
+            Err(e) => {
+                errors.push(("hash_key".to_string(), e));
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
-        let backend_count = backends.len();
-        let balancer = LoadBalancer::from_backends(Backends::new(Static::new(backends)));
-        // Static discovery is ready at once; this only builds the selector.
-        match balancer.update().now_or_never() {
-            Some(Ok(())) => {}
-            _ => {
-                return Err(vec![(
-                    "addrs".to_string(),
-                    "could not build the backend selector".to_string(),
-                )]);
-            }
-        }
+        let backend_list = backends
+            .iter()
+            .map(|b| match b.weight {
+                1 => b.addr.to_string(),
+                weight => format!("{} (weight {weight})", b.addr),
+            })
+            .collect();
+        let algorithm = spec.algorithm.unwrap_or_default();
+        let balancer = Balancer::build(algorithm, hash_key, backends)
+            .map_err(|e| vec![("hash_key".to_string(), e)])?;
         let sni = spec.sni.clone().unwrap_or_default();
         Ok(Pool {
             name: Arc::from(name),
             balancer,
-            backend_count,
+            backend_list,
             tls: spec.tls.unwrap_or(!sni.is_empty()),
             sni,
             protocol: spec.protocol.unwrap_or_default(),
@@ -108,25 +101,18 @@ impl Pool {
 
     /// How many backends it has.
     pub fn backend_count(&self) -> usize {
-        self.backend_count
+        self.backend_list.len()
     }
 
     /// The backends' addresses, with their weight when it is not 1.
-    pub fn backends(&self) -> Vec<String> {
-        self.balancer
-            .backends()
-            .get_backend()
-            .iter()
-            .map(|b| match b.weight {
-                1 => b.addr.to_string(),
-                weight => format!("{} (weight {weight})", b.addr),
-            })
-            .collect()
+    pub fn backends(&self) -> &[String] {
+        &self.backend_list
     }
 
-    /// Chooses a backend.
-    pub fn select(&self) -> Option<Backend> {
-        self.balancer.select(b"", self.backend_count.max(1))
+    /// Chooses a backend for a request from `client_ip`.
+    pub fn select(&self, req: &RequestHeader, client_ip: Option<IpAddr>) -> Option<Selected> {
+        self.balancer
+            .select(req, client_ip, self.backend_count().max(1))
     }
 
     /// How to connect to `backend`.
@@ -191,6 +177,10 @@ fn parse_backend(text: &str) -> Result<Vec<Backend>, String> {
 mod tests {
     use super::*;
 
+    fn get() -> RequestHeader {
+        RequestHeader::build("GET", b"/", None).unwrap()
+    }
+
     fn upstream(addrs: &[&str]) -> Upstream {
         Upstream {
             addrs: addrs.iter().map(|s| s.to_string()).collect(),
@@ -208,7 +198,7 @@ mod tests {
         let mut counts = std::collections::HashMap::new();
         for _ in 0..300 {
             *counts
-                .entry(pool.select().unwrap().addr.to_string())
+                .entry(pool.select(&get(), None).unwrap().backend.addr.to_string())
                 .or_insert(0) += 1;
         }
         assert_eq!(counts.len(), 3);
@@ -221,7 +211,7 @@ mod tests {
         assert!(pool.backend_count() >= 2);
         let mut heavy = 0;
         for _ in 0..400 {
-            if pool.select().unwrap().addr.to_string() == "127.0.0.1:1" {
+            if pool.select(&get(), None).unwrap().backend.addr.to_string() == "127.0.0.1:1" {
                 heavy += 1;
             }
         }
@@ -250,7 +240,7 @@ mod tests {
             Duration::from_millis(250),
         ));
         let pool = Pool::compile("tls", &spec).unwrap();
-        let peer = pool.peer(&pool.select().unwrap());
+        let peer = pool.peer(&pool.select(&get(), None).unwrap().backend);
         assert_eq!(peer.sni, "api.example.com");
         assert!(peer.is_tls());
         assert_eq!(peer.options.read_timeout, Some(Duration::from_millis(250)));
