@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::backend::Echo;
 use common::websocket::WsBackend;
-use common::{Backend, Pingap, client};
+use common::{Backend, Pingap, client, get};
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use nix::sys::signal::Signal;
@@ -42,14 +42,6 @@ fn token(claims: serde_json::Value) -> String {
 
 fn valid_token(sub: &str) -> String {
     token(json!({"sub": sub, "exp": jsonwebtoken::get_current_timestamp() + 300}))
-}
-
-async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut request = client().get(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.send().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

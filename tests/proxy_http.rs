@@ -374,15 +374,15 @@ mod balancing {
     use std::time::Duration;
 
     use super::common::backend::Echo;
-    use super::common::{Backend, Pingap, client};
+    use super::common::{Backend, Pingap, client, get};
     use super::single;
 
     async fn backend_of(pingap: &Pingap, headers: &[(&str, &str)]) -> String {
-        let mut request = client().get(pingap.url("main", "/"));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let echo: Echo = request.send().await.unwrap().json().await.unwrap();
+        let echo: Echo = get(&pingap.url("main", "/"), headers)
+            .await
+            .json()
+            .await
+            .unwrap();
         echo.backend
     }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::backend::Echo;
-use common::{Backend, Pingap, check_config, client, command, run_to_exit};
+use common::{Backend, Pingap, check_config, client, command, run_to_exit, send};
 
 /// Every location proxies to `backend` and tells it its own name in `X-Location`.
 fn config(backend: &Backend) -> String {
@@ -116,13 +116,9 @@ async fn served_by(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Option<String> {
-    let mut request = client()
-        .request(method.parse().unwrap(), pingap.url("main", path))
-        .header("host", host);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
+    let mut all = vec![("host", host)];
+    all.extend_from_slice(headers);
+    let response = send(method, &pingap.url("main", path), &all).await;
     if response.status() == 404 {
         return None;
     }

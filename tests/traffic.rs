@@ -78,7 +78,7 @@ mod compression {
     use futures_util::StreamExt;
 
     use super::common::backend::{fnv, text_body};
-    use super::common::{Backend, Pingap, client};
+    use super::common::{Backend, Pingap};
 
     fn config(backend: &Backend) -> String {
         format!(
@@ -110,11 +110,7 @@ mod compression {
     }
 
     async fn fetch(pingap: &Pingap, headers: &[(&str, &str)]) -> reqwest::Response {
-        let mut request = client().get(pingap.url("main", "/text"));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request.send().await.unwrap()
+        super::common::get(&pingap.url("main", "/text"), headers).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

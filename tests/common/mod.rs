@@ -285,14 +285,26 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .timeout(Duration::from_secs(30))
 }
 
-/// GETs `url` asking for JSON and returns the status and the JSON body (pingap's error pages
-/// are JSON for such clients).
-pub async fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
-    let mut request = client().get(url).header("accept", "application/json");
+/// Sends a request with `method` and `headers` to `url`.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = client().request(method.parse().unwrap(), url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.unwrap();
+    request.send().await.unwrap()
+}
+
+/// GETs `url` with `headers`.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    send("GET", url, headers).await
+}
+
+/// GETs `url` asking for JSON and returns the status and the JSON body (pingap's error pages
+/// are JSON for such clients).
+pub async fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut all = vec![("accept", "application/json")];
+    all.extend_from_slice(headers);
+    let response = get(url, &all).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
