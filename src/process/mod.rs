@@ -154,6 +154,7 @@ pub fn run(
     let reloader = Reloader::new(source, registry, runtime, listeners);
     let signals = signals::SignalWatch::new(signals, reloader);
     tracing::info!(
+        name = %plan.name,
         pid = std::process::id(),
         "pingap {} started",
         env!("CARGO_PKG_VERSION")

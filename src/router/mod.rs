@@ -107,6 +107,8 @@ struct Route<T> {
     path: PathPattern,
     conditions: Conditions,
     priority: i32,
+    /// The named groups of its regexes, in [`capture_names`] order (computed once).
+    capture_names: Box<[String]>,
     target: T,
 }
 
@@ -179,7 +181,7 @@ impl<T> Route<T> {
     }
 
     fn captures(&self, host: &str, path: &str) -> Vec<Option<String>> {
-        let names = capture_names(&self.hosts, Some(&self.path));
+        let names = &self.capture_names;
         let mut values = vec![None; names.len()];
         let mut fill = |regex: &regex::Regex, text: &str| {
             if let Some(found) = regex.captures(text) {
@@ -233,14 +235,18 @@ impl<T> Router<T> {
     pub fn new(specs: Vec<RouteSpec<T>>) -> Router<T> {
         let routes: Vec<Route<T>> = specs
             .into_iter()
-            .map(|spec| Route {
-                hosts: spec.hosts,
-                path: spec
+            .map(|spec| {
+                let path = spec
                     .path
-                    .unwrap_or_else(|| PathPattern::Prefix("/".to_string())),
-                conditions: spec.conditions,
-                priority: spec.priority,
-                target: spec.target,
+                    .unwrap_or_else(|| PathPattern::Prefix("/".to_string()));
+                Route {
+                    capture_names: capture_names(&spec.hosts, Some(&path)).into(),
+                    hosts: spec.hosts,
+                    path,
+                    conditions: spec.conditions,
+                    priority: spec.priority,
+                    target: spec.target,
+                }
             })
             .collect();
 
