@@ -104,7 +104,12 @@ async fn sigterm_lets_requests_in_flight_finish() {
             .wait_exit(Duration::from_secs(10))
             .expect("exits once drained");
         assert!(status.success(), "{signal}: {status:?}");
-        assert!(pingap.output.text().contains("every request finished"));
+        assert!(
+            pingap
+                .output
+                .wait_for("every request finished", Duration::from_secs(10))
+                .is_some()
+        );
     }
 }
 
@@ -138,8 +143,8 @@ async fn the_graceful_shutdown_timeout_bounds_the_wait() {
     assert!(
         pingap
             .output
-            .text()
-            .contains("graceful_shutdown_timeout reached")
+            .wait_for("graceful_shutdown_timeout reached", Duration::from_secs(10))
+            .is_some()
     );
     assert!(
         in_flight.await.unwrap().is_err(),
@@ -188,8 +193,11 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
     assert!(
         pingap
             .output
-            .text()
-            .contains("locations.api.upstream: no upstream named \"missing\""),
+            .wait_for(
+                "locations.api.upstream: no upstream named \"missing\"",
+                Duration::from_secs(10)
+            )
+            .is_some(),
         "{}",
         pingap.output.text()
     );
