@@ -249,3 +249,31 @@ fn the_embedded_default_passes_and_version_prints() {
         format!("pingap {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn bad_upstream_health_retry_and_discovery_settings_are_named() {
+    let output = rejected(&format!(
+        "{SERVER}{LOCATION}[upstreams.api]\naddrs = ['127.0.0.1:9', 'unresolvable.invalid:80']\n\
+         health_check = 'http://api/healthz?interval=1s'\nhealth_check_interval = '2s'\n\
+         healthy_threshold = 0\ncircuit_breaker_open_for = '5s'\npassive_fail_status = [700]\n\
+         dns_server = 'dns.example'\nca_file = 'missing-ca.pem'\n"
+    ));
+    for expected in [
+        "upstreams.api.health_check_interval: is also given as ?interval= in health_check",
+        "upstreams.api.healthy_threshold: \"0\" is not a whole number above 0",
+        "upstreams.api.circuit_breaker_open_for: has no effect without circuit_breaker_failures",
+        "upstreams.api.passive_fail_status[0]: 700 is not an HTTP status",
+        "upstreams.api.dns_server: \"dns.example\" is not an IP address",
+        "upstreams.api.ca_file: cannot read",
+    ] {
+        assert!(output.contains(expected), "{expected}\n{output}");
+    }
+
+    let output = rejected(&format!(
+        "{SERVER}{LOCATION}[upstreams.api]\naddrs = ['unresolvable.invalid:80']\n"
+    ));
+    assert!(
+        output.contains("upstreams.api.addrs: cannot resolve \"unresolvable.invalid\""),
+        "{output}"
+    );
+}

@@ -36,6 +36,17 @@ impl ConfigDuration {
     pub fn get(self) -> Duration {
         self.0
     }
+
+    /// Parses `"500ms"`, `"10s"`, `"1m"` …
+    pub fn parse(text: &str) -> Result<ConfigDuration, String> {
+        humantime::parse_duration(text.trim())
+            .map(ConfigDuration)
+            .map_err(|e| {
+                format!(
+                    "invalid duration \"{text}\": {e} (write e.g. \"500ms\", \"10s\" or \"1m\")"
+                )
+            })
+    }
 }
 
 impl<'de> Deserialize<'de> for ConfigDuration {
@@ -47,13 +58,7 @@ impl<'de> Deserialize<'de> for ConfigDuration {
                 f.write_str("a duration such as \"500ms\", \"10s\" or \"1m\"")
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-                humantime::parse_duration(text.trim())
-                    .map(ConfigDuration)
-                    .map_err(|e| {
-                        E::custom(format!(
-                            "invalid duration \"{text}\": {e} (write e.g. \"500ms\", \"10s\" or \"1m\")"
-                        ))
-                    })
+                ConfigDuration::parse(text).map_err(E::custom)
             }
         }
         deserializer.deserialize_str(DurationVisitor)

@@ -86,16 +86,18 @@ pub enum Algorithm {
     ConsistentHash,
 }
 
-/// `protocol` of an upstream.
+/// `protocol` (or `alpn`) of an upstream.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
-    /// HTTP/1.1.
+    /// HTTP/1.1 (`"http1"` or `"h1"`).
     #[default]
+    #[serde(alias = "h1")]
     Http1,
     /// HTTP/2 only (h2c on plain connections).
     H2,
-    /// HTTP/2 if the backend agrees by TLS ALPN, else HTTP/1.1.
+    /// HTTP/2 if the backend agrees by TLS ALPN, else HTTP/1.1 (`"auto"` or `"h2h1"`).
+    #[serde(alias = "h2h1")]
     Auto,
 }
 
@@ -112,15 +114,58 @@ pub struct Upstream {
     pub hash_key: Option<String>,
     /// Active health check URL: `http://host/path`, `https://…` or `tcp://`.
     pub health_check: Option<String>,
-    /// HTTP version to the backends: `http1` (default), `h2` (HTTP/2 only; h2c without TLS) or
-    /// `auto` (HTTP/2 when TLS ALPN agrees, else HTTP/1.1).
+    /// Time between two active checks of a backend (default 5s).
+    pub health_check_interval: Option<ConfigDuration>,
+    /// Time allowed for one check (default 2s).
+    pub health_check_timeout: Option<ConfigDuration>,
+    /// Statuses a passing HTTP check answers with, e.g. `"200-399"` or `"200,204"` (default
+    /// `"200-299"`).
+    pub health_check_status: Option<String>,
+    /// Passing checks in a row that bring a backend back (default 2).
+    pub healthy_threshold: Option<u32>,
+    /// Failing checks in a row that take a backend out (default 3).
+    pub unhealthy_threshold: Option<u32>,
+    /// Failures within `fail_timeout` that take a backend out for `fail_timeout` (default 1;
+    /// 0 turns passive health off).
+    pub max_fails: Option<u32>,
+    /// The window failures are counted in and how long a backend stays out (default 10s).
+    pub fail_timeout: Option<ConfigDuration>,
+    /// Upstream statuses that count as failures, e.g. `[500, 502, 503]` (default none).
+    #[serde(default)]
+    pub passive_fail_status: Vec<u16>,
+    /// Consecutive failures that open a backend's circuit (default: no circuit breaker).
+    pub circuit_breaker_failures: Option<u32>,
+    /// How long an open circuit refuses requests before a probe goes through (default 10s).
+    pub circuit_breaker_open_for: Option<ConfigDuration>,
+    /// Successful probes in a row that close the circuit (default 1).
+    pub circuit_breaker_successes: Option<u32>,
+    /// Extra attempts on another backend for idempotent requests after a timeout or a 502/503
+    /// (default 0). Connection failures always try another backend.
+    pub retries: Option<u32>,
+    /// No new attempt starts later than this after the first one (default: no limit).
+    pub retry_timeout: Option<ConfigDuration>,
+    /// How often host names in `addrs` are resolved again (default 30s).
+    pub dns_refresh: Option<ConfigDuration>,
+    /// The DNS server host names are resolved with, e.g. `"127.0.0.1:53"` (default: the
+    /// system's resolver).
+    pub dns_server: Option<String>,
+    /// HTTP version to the backends: `http1`/`h1` (default), `h2` (HTTP/2 only; h2c without
+    /// TLS) or `auto`/`h2h1` (HTTP/2 when TLS ALPN agrees, else HTTP/1.1).
+    #[serde(alias = "alpn")]
     pub protocol: Option<Protocol>,
     /// Connect to the backends over TLS.
     pub tls: Option<bool>,
     /// SNI (and certificate name) for TLS to the backends; setting it turns TLS on.
     pub sni: Option<String>,
+    /// Verify the backends' certificates (default true).
+    pub verify_cert: Option<bool>,
+    /// CA certificates (PEM file or inline) trusted for the backends instead of the system's.
+    pub ca_file: Option<String>,
     /// Time allowed to establish a connection (default 10s).
     pub connection_timeout: Option<ConfigDuration>,
+    /// Time allowed to connect including the TLS handshake (default: no limit beyond
+    /// `connection_timeout` and the handshake's own).
+    pub total_connection_timeout: Option<ConfigDuration>,
     /// Time allowed between two reads from the backend (default 60s).
     pub read_timeout: Option<ConfigDuration>,
     /// Time allowed between two writes to the backend (default 60s).

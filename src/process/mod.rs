@@ -23,6 +23,8 @@ use crate::config::Source;
 use crate::proxy::Proxy;
 use crate::proxy::ctx::InFlight;
 use crate::runtime::{Compiled, ProcessPlan, RuntimeHandle};
+use crate::upstream::active::ActiveChecks;
+use crate::upstream::dns::DnsRefresh;
 pub use reload::{ReloadError, Reloader};
 
 /// Where a daemon writes its pid when `basic.pid_file` is not set.
@@ -148,6 +150,20 @@ pub fn run(
             pid_file: flags
                 .daemon
                 .then(|| server.configuration.pid_file.clone().into()),
+        },
+    ));
+
+    server.add_service(background_service(
+        "health checks",
+        ActiveChecks {
+            runtime: runtime.clone(),
+        },
+    ));
+
+    server.add_service(background_service(
+        "dns refresh",
+        DnsRefresh {
+            runtime: runtime.clone(),
         },
     ));
 

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pingap_plugins::Ctx;
 
+use super::failover::Attempts;
 use crate::runtime::{Location, Runtime};
 use crate::upstream::balance::Selected;
 
@@ -53,6 +54,8 @@ pub struct RequestCtx {
     pub plugin: Ctx,
     /// The backend chosen for the request (the latest, when retried).
     pub backend: Option<Selected>,
+    /// The attempts made on backends.
+    pub attempts: Attempts,
     /// Whether the TCP peer is a trusted proxy.
     pub peer_trusted: bool,
     _in_flight: InFlightGuard,
@@ -69,6 +72,7 @@ impl RequestCtx {
             original_uri: None,
             plugin: Ctx::default(),
             backend: None,
+            attempts: Attempts::default(),
             peer_trusted: false,
             _in_flight: in_flight,
         }

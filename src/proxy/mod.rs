@@ -7,7 +7,9 @@
 //! | `new_ctx` | counts the request in flight |
 //! | `request_filter` | loads the snapshot, routes (404 if nothing matches), runs the request phase of the plugins, rewrites the path |
 //! | `request_body_filter` | request-body plugins (size limits) |
-//! | `upstream_peer` | picks a backend of the location's upstream |
+//! | `upstream_peer` | picks a healthy backend of the location's upstream, not one that already failed this request |
+//! | `fail_to_connect`, `error_while_proxy` | record the failure and decide on a retry ([`failover`]) |
+//! | `upstream_response_filter` | records the answer; a 502/503 may be retried ([`failover`]) |
 //! | `upstream_request_filter` | `X-Forwarded-*`, request header rules, upstream-request plugins |
 //! | `response_filter` | response header rules, response-header plugins |
 //! | `response_body_filter` | response-body plugins |
@@ -17,6 +19,7 @@
 pub mod ctx;
 pub mod error_page;
 pub mod errors;
+pub mod failover;
 pub mod forwarded;
 pub mod grpc;
 mod respond;
@@ -247,12 +250,17 @@ impl ProxyHttp for Proxy {
             .ok_or_else(|| {
                 Error::explain(ErrorType::HTTPStatus(503), "this location has no upstream")
             })?;
+        ctx.attempts.start();
         let selected = pool
-            .select(session.req_header(), ctx.plugin.client_ip)
+            .select(
+                session.req_header(),
+                ctx.plugin.client_ip,
+                &ctx.attempts.tried,
+            )
             .ok_or_else(|| {
                 Error::explain(
                     ErrorType::HTTPStatus(503),
-                    format!("no backend of upstream \"{}\" is available", pool.name()),
+                    format!("no healthy backend in upstream \"{}\"", pool.name()),
                 )
             })?;
         let peer = pool.peer(&selected.backend);
@@ -288,6 +296,61 @@ impl ProxyHttp for Proxy {
             .chain
             .upstream_request(upstream_request, &mut ctx.plugin)
             .map_err(errors::from_plugin)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
+            Some(pool) => {
+                failover::connect_failed(pool, ctx.backend.as_ref(), &mut ctx.attempts, e)
+            }
+            None => e,
+        }
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
+            Some(pool) => failover::proxy_failed(
+                pool,
+                ctx.backend.as_ref(),
+                &mut ctx.attempts,
+                session,
+                e,
+                client_reused,
+            ),
+            None => e,
+        }
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
+            Some(pool) => failover::answered(
+                pool,
+                ctx.backend.as_ref(),
+                &mut ctx.attempts,
+                session,
+                upstream_response.status.as_u16(),
+            ),
+            None => Ok(()),
+        }
     }
 
     async fn response_filter(

@@ -26,7 +26,7 @@ use crate::router::path::PathPattern;
 use crate::router::rewrite::Rewrite;
 use crate::router::{RouteSpec, Router, capture_names};
 use crate::tls::{CertResolver, certified_key, read_pem};
-use crate::upstream::Pool;
+use crate::upstream::{Pool, PoolContext};
 use crate::vars::{Scope, check_group_name};
 
 /// Default time in-flight requests get after SIGTERM.
@@ -101,7 +101,7 @@ pub fn compile(
     let trusted_proxies = cx.trusted_proxies();
     let error_pages = cx.error_pages();
     let plugins = cx.plugins(previous);
-    let upstreams = cx.upstreams();
+    let upstreams = cx.upstreams(previous);
     let locations = cx.locations(&upstreams, &plugins);
     let (servers, listeners) = cx.servers(&locations);
     cx.not_yet_implemented();
@@ -251,26 +251,19 @@ impl Context<'_> {
         built
     }
 
-    fn upstreams(&mut self) -> IndexMap<String, Arc<Pool>> {
+    fn upstreams(&mut self, previous: Option<&Runtime>) -> IndexMap<String, Arc<Pool>> {
         let mut pools = IndexMap::new();
         for (name, spec) in &self.config.upstreams {
             if spec.addrs.is_empty() {
                 continue; // reported by validation
             }
             let table = format!("upstreams.{name}");
-            if let Some(check) = &spec.health_check {
-                match check.split_once("://") {
-                    Some(("http" | "https" | "tcp", _)) => self.findings.warnings.push(format!(
-                        "{table}.health_check: active health checks are not implemented yet; the check is not run"
-                    )),
-                    _ => self.error(
-                        &table,
-                        "health_check",
-                        format!("\"{check}\" is not an http://, https:// or tcp:// URL"),
-                    ),
-                }
-            }
-            match Pool::compile(name, spec) {
+            let resolve = |path: &Path| self.resolve(&table, path);
+            let cx = PoolContext {
+                resolve: &resolve,
+                previous: previous.and_then(|p| p.upstreams.get(name)).map(|p| &**p),
+            };
+            match Pool::compile(name, spec, &cx) {
                 Ok(pool) => {
                     pools.insert(name.clone(), Arc::new(pool));
                 }

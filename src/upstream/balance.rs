@@ -14,6 +14,7 @@ use pingora::lb::discovery::Static;
 use pingora::lb::selection::{Consistent, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
 
+use super::health::BackendHealth;
 use crate::config::schema::Algorithm;
 
 /// What `consistent_hash` hashes.
@@ -86,19 +87,28 @@ impl HashKey {
 pub struct Selected {
     /// The backend.
     pub backend: Backend,
+    /// Its health, to record how the attempt went.
+    pub health: Option<Arc<BackendHealth>>,
     _slot: Option<SlotGuard>,
 }
 
 /// How an upstream chooses.
 pub enum Balancer {
     /// Each backend in turn, in proportion to its weight.
-    RoundRobin(LoadBalancer<RoundRobin>),
+    RoundRobin {
+        /// The rotation.
+        rotation: LoadBalancer<RoundRobin>,
+        /// Steps taken looking for an acceptable backend.
+        max_steps: usize,
+    },
     /// A ketama ring over the backends, keyed by a request key.
     Consistent {
         /// The ring.
         ring: LoadBalancer<Consistent>,
         /// What is hashed.
         key: HashKey,
+        /// Steps taken along the ring looking for an acceptable backend.
+        max_steps: usize,
     },
     /// The backend with the fewest requests in flight (relative to its weight).
     LeastConnections(LeastConnections),
@@ -111,20 +121,27 @@ impl Balancer {
         hash_key: Option<HashKey>,
         backends: BTreeSet<Backend>,
     ) -> Result<Balancer, String> {
+        let total_weight: usize = backends.iter().map(|b| b.weight.max(1)).sum();
+        // Enough steps to meet every backend of a weighted rotation or a ring at least once in
+        // practice; only taken when backends are refused.
+        let max_steps = (total_weight * 4).clamp(16, 4096);
         Ok(match (algorithm, hash_key) {
-            (Algorithm::RoundRobin | Algorithm::WeightedRoundRobin, None) => {
-                Balancer::RoundRobin(load_balancer(backends)?)
-            }
+            (Algorithm::RoundRobin | Algorithm::WeightedRoundRobin, None) => Balancer::RoundRobin {
+                rotation: load_balancer(backends)?,
+                max_steps,
+            },
             (Algorithm::LeastConnections, None) => {
                 Balancer::LeastConnections(LeastConnections::new(backends))
             }
             (Algorithm::IpHash, None) => Balancer::Consistent {
                 ring: load_balancer(backends)?,
                 key: HashKey::Ip,
+                max_steps,
             },
             (Algorithm::ConsistentHash, Some(key)) => Balancer::Consistent {
                 ring: load_balancer(backends)?,
                 key,
+                max_steps,
             },
             (Algorithm::ConsistentHash, None) => {
                 return Err("consistent_hash needs a hash_key".to_string());
@@ -133,27 +150,48 @@ impl Balancer {
         })
     }
 
-    /// Chooses a backend for a request.
+    /// Chooses a backend for a request among those `accept` allows.
     pub fn select(
         &self,
         req: &RequestHeader,
         client_ip: Option<IpAddr>,
-        max_tries: usize,
+        accept: &dyn Fn(&Backend) -> bool,
     ) -> Option<Selected> {
         let plain = |backend: Backend| Selected {
             backend,
+            health: None,
             _slot: None,
         };
         match self {
-            Balancer::RoundRobin(balancer) => balancer.select(b"", max_tries).map(plain),
-            Balancer::Consistent { ring, key } => {
-                ring.select(&key.key(req, client_ip), max_tries).map(plain)
-            }
-            Balancer::LeastConnections(least) => least.select(),
+            Balancer::RoundRobin {
+                rotation,
+                max_steps,
+            } => rotation
+                .select_with(b"", *max_steps, |b, _| accept(b))
+                .map(plain),
+            Balancer::Consistent {
+                ring,
+                key,
+                max_steps,
+            } => ring
+                .select_with(&key.key(req, client_ip), *max_steps, |b, _| accept(b))
+                .map(plain),
+            Balancer::LeastConnections(least) => least.select(accept),
+        }
+    }
+
+    /// Takes `backend` (one of this balancer's) for a request, bypassing the algorithm.
+    pub fn take(&self, backend: &Backend) -> Selected {
+        match self {
+            Balancer::LeastConnections(least) => least.take(backend),
+            _ => Selected {
+                backend: backend.clone(),
+                health: None,
+                _slot: None,
+            },
         }
     }
 }
-
 fn load_balancer<S>(backends: BTreeSet<Backend>) -> Result<LoadBalancer<S>, String>
 where
     S: pingora::lb::selection::BackendSelection + 'static,
@@ -208,7 +246,7 @@ impl LeastConnections {
         }
     }
 
-    fn select(&self) -> Option<Selected> {
+    fn select(&self, accept: &dyn Fn(&Backend) -> bool) -> Option<Selected> {
         let count = self.slots.len();
         if count == 0 {
             return None;
@@ -217,19 +255,36 @@ impl LeastConnections {
         // Load per unit of weight, compared by cross-multiplying to stay in integers.
         let index = (0..count)
             .map(|offset| (start + offset) % count)
+            .filter(|index| accept(&self.slots[*index].backend))
             .min_by(|a, b| {
                 let (a, b) = (&self.slots[*a], &self.slots[*b]);
                 (a.in_flight.load(Ordering::Relaxed) * b.weight)
                     .cmp(&(b.in_flight.load(Ordering::Relaxed) * a.weight))
             })?;
+        Some(self.hold(index))
+    }
+
+    fn take(&self, backend: &Backend) -> Selected {
+        match self.slots.iter().position(|slot| slot.backend == *backend) {
+            Some(index) => self.hold(index),
+            None => Selected {
+                backend: backend.clone(),
+                health: None,
+                _slot: None,
+            },
+        }
+    }
+
+    fn hold(&self, index: usize) -> Selected {
         self.slots[index].in_flight.fetch_add(1, Ordering::Relaxed);
-        Some(Selected {
+        Selected {
             backend: self.slots[index].backend.clone(),
+            health: None,
             _slot: Some(SlotGuard {
                 slots: self.slots.clone(),
                 index,
             }),
-        })
+        }
     }
 }
 
@@ -258,7 +313,7 @@ mod tests {
         let balancer = Balancer::build(Algorithm::LeastConnections, None, backends(3)).unwrap();
         let req = get("/");
         let held: Vec<Selected> = (0..3)
-            .map(|_| balancer.select(&req, None, 3).unwrap())
+            .map(|_| balancer.select(&req, None, &|_| true).unwrap())
             .collect();
         let mut ports: Vec<u16> = held.iter().map(port).collect();
         ports.sort();
@@ -269,7 +324,7 @@ mod tests {
             .collect::<Vec<_>>();
         // Ports 1 and 3 are free again; 2 still has a request in flight.
         for _ in 0..10 {
-            let next = balancer.select(&req, None, 3).unwrap();
+            let next = balancer.select(&req, None, &|_| true).unwrap();
             assert_ne!(port(&next), 2);
         }
         drop(busy_two);
@@ -281,7 +336,7 @@ mod tests {
         let owner = |balancer: &Balancer, user: usize| {
             let mut req = get("/");
             req.insert_header("x-user", format!("user-{user}")).unwrap();
-            port(&balancer.select(&req, None, 8).unwrap())
+            port(&balancer.select(&req, None, &|_| true).unwrap())
         };
         let four =
             Balancer::build(Algorithm::ConsistentHash, Some(key.clone()), backends(4)).unwrap();
@@ -306,9 +361,12 @@ mod tests {
         let balancer = Balancer::build(Algorithm::IpHash, None, backends(5)).unwrap();
         let req = get("/");
         let client = Some("203.0.113.7".parse().unwrap());
-        let first = port(&balancer.select(&req, client, 5).unwrap());
+        let first = port(&balancer.select(&req, client, &|_| true).unwrap());
         for _ in 0..20 {
-            assert_eq!(port(&balancer.select(&req, client, 5).unwrap()), first);
+            assert_eq!(
+                port(&balancer.select(&req, client, &|_| true).unwrap()),
+                first
+            );
         }
     }
 

@@ -8,12 +8,14 @@
 //! bytes of text (see [`text_body`]) with a `Content-Length`, `x-echo-stream-bytes: N` streams
 //! them in 64 KiB chunks without one; `x-echo-content-type` sets the content type of those;
 //! with `x-echo-hold: 1` a stream stops after its first chunk until [`Backend::release`].
+//! [`Backend::set_status`] and [`Backend::set_delay_ms`] make one backend misbehave for every
+//! request; dropping a backend closes its listener and its open connections.
 //! Request bodies are hashed as they arrive, never kept.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -83,88 +85,111 @@ pub fn fnv_update(hash: u64, data: &[u8]) -> u64 {
 pub struct Backend {
     /// Where it listens.
     pub addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-    received: Arc<AtomicUsize>,
-    released: Arc<Notify>,
-    hit: Arc<Notify>,
+    counters: Counters,
     stop: watch::Sender<bool>,
 }
 
 impl Backend {
     /// Starts a backend named `name` on the current tokio runtime.
     pub async fn start(name: &str) -> Backend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Backend::start_on(name, "127.0.0.1:0".parse().unwrap(), None).await
+    }
+
+    /// Starts a backend named `name` on `addr` (e.g. the address of one that was stopped),
+    /// speaking HTTPS when `tls` is given.
+    pub async fn start_on(
+        name: &str,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Backend {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let received = Arc::new(AtomicUsize::new(0));
-        let released = Arc::new(Notify::new());
-        let hit = Arc::new(Notify::new());
-        let (stop, mut stopped) = watch::channel(false);
+        let counters = Counters::default();
+        let (stop, stopped) = watch::channel(false);
         let name: Arc<str> = Arc::from(name);
-        let (task_hits, task_hit, task_received, task_released) = (
-            hits.clone(),
-            hit.clone(),
-            received.clone(),
-            released.clone(),
-        );
+        let task_counters = counters.clone();
         tokio::spawn(async move {
+            let mut accepting = stopped.clone();
             loop {
                 let (stream, _) = tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok(accepted) => accepted,
                         Err(_) => continue,
                     },
-                    _ = stopped.changed() => return,
+                    _ = accepting.changed() => return,
                 };
-                let counters = Counters {
-                    hits: task_hits.clone(),
-                    hit: task_hit.clone(),
-                    received: task_received.clone(),
-                    released: task_released.clone(),
-                };
-                let name = name.clone();
+                let (counters, name, tls) = (task_counters.clone(), name.clone(), tls.clone());
+                let mut stopped = stopped.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let (name, counters) = (name.clone(), counters.clone());
                         async move { Ok::<_, Infallible>(echo(&name, req, &counters).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    // Stopping the backend also closes its open connections, as a killed
+                    // process would.
+                    match tls {
+                        None => tokio::select! {
+                            _ = builder.serve_connection(TokioIo::new(stream), service) => {}
+                            _ = stopped.changed() => {}
+                        },
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = builder.serve_connection(TokioIo::new(stream), service) => {}
+                                _ = stopped.changed() => {}
+                            }
+                        }
+                    }
                 });
             }
         });
         Backend {
             addr,
-            hits,
-            received,
-            released,
-            hit,
+            counters,
             stop,
         }
     }
 
+    /// From now on, answers every request with `status` (0: as the request asks).
+    pub fn set_status(&self, status: u16) {
+        self.counters.status.store(status, Ordering::SeqCst);
+    }
+
+    /// From now on, waits `ms` before answering every request.
+    pub fn set_delay_ms(&self, ms: u64) {
+        self.counters.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// Lets a held stream (`x-echo-hold`) go on.
     pub fn release(&self) {
-        self.released.notify_one();
+        self.counters.released.notify_one();
     }
 
     /// Body bytes received so far, over all requests, counted as they arrive (also for bodies
     /// cut short).
     pub fn received_bytes(&self) -> usize {
-        self.received.load(Ordering::SeqCst)
+        self.counters.received.load(Ordering::SeqCst)
     }
 
-    /// Requests received so far.
+    /// Health checks (requests for [`HEALTH_CHECK_PATH`]) received so far.
+    pub fn checks(&self) -> usize {
+        self.counters.checks.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far, health checks aside.
     pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        self.counters.hits.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `count` requests have arrived.
     pub async fn wait_for_hits(&self, count: usize, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, async {
             loop {
-                let notified = self.hit.notified();
+                let notified = self.counters.hit.notified();
                 if self.hits() >= count {
                     return;
                 }
@@ -182,14 +207,20 @@ impl Drop for Backend {
     }
 }
 
-/// What a backend counts.
-#[derive(Clone)]
+/// What a backend counts, and how it was told to behave.
+#[derive(Clone, Default)]
 struct Counters {
     hits: Arc<AtomicUsize>,
     hit: Arc<Notify>,
     received: Arc<AtomicUsize>,
     released: Arc<Notify>,
+    status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
+    checks: Arc<AtomicUsize>,
 }
+
+/// Requests for this path are health checks: counted by [`Backend::checks`], not as hits.
+pub const HEALTH_CHECK_PATH: &str = "/healthz";
 
 async fn echo(
     name: &str,
@@ -205,16 +236,26 @@ async fn echo(
             body_fnv = fnv_update(body_fnv, data);
         }
     }
-    counters.hits.fetch_add(1, Ordering::SeqCst);
-    counters.hit.notify_waiters();
+    if parts.uri.path() == HEALTH_CHECK_PATH {
+        counters.checks.fetch_add(1, Ordering::SeqCst);
+    } else {
+        counters.hits.fetch_add(1, Ordering::SeqCst);
+        counters.hit.notify_waiters();
+    }
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(delay) = header("x-echo-delay-ms").and_then(|v| v.parse().ok()) {
+    let delay = match counters.delay_ms.load(Ordering::SeqCst) {
+        0 => header("x-echo-delay-ms").and_then(|v| v.parse().ok()),
+        forced => Some(forced),
+    };
+    if let Some(delay) = delay {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let status = header("x-echo-status")
-        .and_then(|v| v.parse().ok())
-        .and_then(|v| StatusCode::from_u16(v).ok())
-        .unwrap_or(StatusCode::OK);
+    let status = match counters.status.load(Ordering::SeqCst) {
+        0 => header("x-echo-status").and_then(|v| v.parse().ok()),
+        forced => Some(forced),
+    }
+    .and_then(|v| StatusCode::from_u16(v).ok())
+    .unwrap_or(StatusCode::OK);
     let mut headers = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (key, value) in &parts.headers {
         headers

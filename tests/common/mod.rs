@@ -9,6 +9,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod backend;
+pub mod dns;
+pub mod pki;
 pub mod websocket;
 
 use std::collections::HashMap;
@@ -56,11 +58,19 @@ impl Output {
 
     /// Waits until a line containing `needle` appears; returns it.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_for_all(&[needle], timeout)
+    }
+
+    /// Waits for a line containing every one of `needles`; returns it.
+    pub fn wait_for_all(&self, needles: &[&str], timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         let (lines, changed) = &*self.lines;
         let mut guard = lines.lock().unwrap();
         loop {
-            if let Some(line) = guard.iter().find(|l| l.contains(needle)) {
+            if let Some(line) = guard
+                .iter()
+                .find(|l| needles.iter().all(|needle| l.contains(needle)))
+            {
                 return Some(line.clone());
             }
             let left = deadline.checked_duration_since(Instant::now())?;
