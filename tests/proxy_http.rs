@@ -250,6 +250,11 @@ async fn a_refused_connection_gets_a_502() {
     let (status, body) = get_json(&pingap.url("main", "/"), &[]).await;
     assert_eq!(status, 502);
     assert_eq!(body["message"], "could not connect to upstream \"api\"");
+    // The connection is closed after a failure, and the client is told so.
+    let response = common::get(&pingap.url("main", "/"), &[]).await;
+    assert_eq!(response.headers()["connection"], "close");
+    let (status, _) = raw_exchange(pingap.addr("main"), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(status, 502, "answered, then closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

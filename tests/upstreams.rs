@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::pki::Pki;
@@ -39,6 +41,32 @@ async fn failed_gets(client: &reqwest::Client, url: &str, count: usize) -> usize
     failed
 }
 
+/// Requests sent by [`load`] and how many did not answer 200.
+#[derive(Default)]
+struct Tally {
+    sent: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+/// Four clients sending GETs back to back until `stop` turns true.
+fn load(url: &str, tally: &Arc<Tally>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..4)
+        .map(|_| {
+            let (url, tally, stop) = (url.to_string(), tally.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = client();
+                while !stop.load(Ordering::SeqCst) {
+                    let ok = matches!(client.get(&url).send().await, Ok(r) if r.status() == 200);
+                    tally.sent.fetch_add(1, Ordering::SeqCst);
+                    if !ok {
+                        tally.failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backend_costs_no_errors_is_taken_out_by_the_check_and_comes_back() {
     let a = Backend::start("a").await;
@@ -56,9 +84,12 @@ async fn a_killed_backend_costs_no_errors_is_taken_out_by_the_check_and_comes_ba
     assert_eq!(b.hits(), 10, "round robin before the failure");
     assert!(b.checks() > 0, "checked with GET /healthz");
 
+    // Kill b under load from four clients, and keep the load on until the check took it out.
+    let (tally, stop) = (Arc::new(Tally::default()), Arc::new(AtomicBool::new(false)));
+    let clients = load(&url, &tally, &stop);
+    assert!(b.wait_for_hits(30, Duration::from_secs(10)).await);
     let killed = Instant::now();
     drop(b);
-    let mut failed = failed_gets(&client, &url, 60).await;
     let line = log_line(
         &pingap,
         &["backend unhealthy", &format!("backend={b_addr}")],
@@ -66,10 +97,29 @@ async fn a_killed_backend_costs_no_errors_is_taken_out_by_the_check_and_comes_ba
     )
     .expect("the active check takes the dead backend out");
     let taken_out = killed.elapsed();
+    let during = tally.sent.load(Ordering::SeqCst);
+    assert!(
+        a.wait_for_hits(a.hits() + 50, Duration::from_secs(10))
+            .await,
+        "load goes on"
+    );
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
     assert!(line.contains("upstream=api"), "{line}");
-    failed += failed_gets(&client, &url, 60).await;
-    assert_eq!(failed, 0, "no client saw the dead backend");
-    eprintln!("dead backend taken out by the active check after {taken_out:?}");
+    let (sent, failed) = (
+        tally.sent.load(Ordering::SeqCst),
+        tally.failed.load(Ordering::SeqCst),
+    );
+    eprintln!(
+        "backend killed under load: {failed} of {sent} requests failed; taken out by the \
+         active check after {taken_out:?} ({during} requests sent by then)"
+    );
+    assert_eq!(
+        failed, 0,
+        "no client saw the dead backend ({sent} requests)"
+    );
 
     let b = Backend::start_on("b", b_addr, None).await;
     log_line(
@@ -84,6 +134,23 @@ async fn a_killed_backend_costs_no_errors_is_taken_out_by_the_check_and_comes_ba
         assert_eq!(failed_gets(&client, &url, 10).await, 0);
     }
     assert!(b.hits() > 2, "back in rotation: {} requests", b.hits());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_split_requests_in_proportion() {
+    let heavy = Backend::start("heavy").await;
+    let light = Backend::start("light").await;
+    let pingap = Pingap::start(&config(
+        &[format!("{} 3", heavy.addr), light.addr.to_string()],
+        "algorithm = 'weighted_round_robin'",
+    ));
+    let client = client();
+    assert_eq!(failed_gets(&client, &pingap.url("main", "/"), 400).await, 0);
+    let (heavy, light) = (heavy.hits(), light.hits());
+    assert!(
+        (270..=330).contains(&heavy) && heavy + light == 400,
+        "3:1 within 10%: {heavy} and {light}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +320,10 @@ async fn https_backends_with_a_trusted_ca_without_verification_and_an_unknown_ca
     let addr = format!("https://{}", backend.addr);
     let cases = [
         (
-            format!("sni = 'backend.test'\nca_file = '{}'", ca.path().display()),
+            format!(
+                "sni = 'backend.test'\nca_file = '{}'\nalpn = 'h2'",
+                ca.path().display()
+            ),
             200,
         ),
         ("sni = 'backend.test'\nverify_cert = false".to_string(), 200),
@@ -270,6 +340,12 @@ async fn https_backends_with_a_trusted_ca_without_verification_and_an_unknown_ca
         if expected == 200 {
             let echo: common::backend::Echo = response.json().await.unwrap();
             assert_eq!(echo.backend, "tls");
+            let version = if extra.contains("alpn") {
+                "HTTP/2.0"
+            } else {
+                "HTTP/1.1"
+            };
+            assert_eq!(echo.version, version, "{extra}");
         }
     }
     assert_eq!(backend.hits(), 2);

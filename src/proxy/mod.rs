@@ -391,6 +391,9 @@ impl ProxyHttp for Proxy {
             .map(|p| p.name());
         let (code, message) = errors::status_for(e, upstream);
         if code > 0 && session.response_written().is_none() {
+            // The connection is not reused after a failure: say so, so that clients do not
+            // send their next request on it.
+            session.set_keepalive(None);
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             if let Err(write_error) =
                 respond::send(session, ctx, Reply::error(status, message)).await
