@@ -425,3 +425,68 @@ async fn dns_discovery_follows_the_answers_and_keeps_the_last_good_set() {
     assert_eq!(failed_gets(&client, &url, 4).await, 0);
     assert_eq!(b3.hits(), before + 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifth_backend_added_by_reload_moves_few_consistent_hash_keys() {
+    let mut backends = Vec::new();
+    for name in ["a", "b", "c", "d", "e"] {
+        backends.push(Backend::start(name).await);
+    }
+    let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+    let keyed = "algorithm = 'consistent_hash'\nhash_key = 'query:user'";
+    let pingap = Pingap::start(&config(&addrs[..4], keyed));
+    let client = client();
+    let owners = async |client: &reqwest::Client| {
+        let mut owners = Vec::new();
+        for user in 0..200 {
+            let url = pingap.url("main", &format!("/?user={user}"));
+            let echo: common::backend::Echo =
+                client.get(&url).send().await.unwrap().json().await.unwrap();
+            owners.push(echo.backend);
+        }
+        owners
+    };
+    let before = owners(&client).await;
+    assert_eq!(before, owners(&client).await, "stable per key");
+
+    std::fs::write(pingap.config_path(), config(&addrs, keyed)).unwrap();
+    pingap.signal(nix::sys::signal::Signal::SIGHUP);
+    log_line(
+        &pingap,
+        &["configuration reloaded"],
+        Duration::from_secs(10),
+    )
+    .expect("reloaded");
+    let after = owners(&client).await;
+    let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+    assert!(
+        after.iter().any(|owner| owner == "e"),
+        "the new backend takes keys"
+    );
+    assert!(
+        after.iter().zip(&before).all(|(a, b)| a == b || a == "e"),
+        "keys only move to the new backend"
+    );
+    assert!(moved <= 70, "{moved} of 200 keys moved (at most 35%)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_timeout_bounds_the_attempts() {
+    let mut slow = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let backend = Backend::start(name).await;
+        backend.set_delay_ms(3_000);
+        slow.push(backend);
+    }
+    let addrs: Vec<String> = slow.iter().map(|b| b.addr.to_string()).collect();
+    let pingap = Pingap::start(&config(
+        &addrs,
+        "retries = 3\nread_timeout = '300ms'\nretry_timeout = '550ms'\nmax_fails = 0",
+    ));
+    let started = Instant::now();
+    let response = get(&pingap.url("main", "/"), &[]).await;
+    assert_eq!(response.status(), 504);
+    // Attempts start at about 0 and 300 ms; the one due at 600 ms is past retry_timeout.
+    let hits: usize = slow.iter().map(Backend::hits).sum();
+    assert_eq!(hits, 2, "after {:?}", started.elapsed());
+}
