@@ -172,36 +172,41 @@ impl HealthCheck {
             Ok(n) if n > 0 => Ok(n),
             _ => Err(format!("\"{text}\" is not a whole number above 0")),
         };
-        if let Some(text) = interval {
-            match duration(&text) {
-                Ok(d) => check.interval = d,
-                Err(e) => errors.push(("health_check_interval".into(), e)),
-            }
-        }
-        if let Some(text) = timeout {
-            match duration(&text) {
-                Ok(d) => check.timeout = d,
-                Err(e) => errors.push(("health_check_timeout".into(), e)),
-            }
-        }
-        if let Some(text) = status {
-            match parse_statuses(&text) {
-                Ok(s) => check.statuses = s,
-                Err(e) => errors.push(("health_check_status".into(), e)),
-            }
-        }
-        if let Some(text) = healthy {
-            match threshold(&text) {
-                Ok(n) => check.healthy_threshold = n,
-                Err(e) => errors.push(("healthy_threshold".into(), e)),
-            }
-        }
-        if let Some(text) = unhealthy {
-            match threshold(&text) {
-                Ok(n) => check.unhealthy_threshold = n,
-                Err(e) => errors.push(("unhealthy_threshold".into(), e)),
-            }
-        }
+        parse_into(
+            &mut errors,
+            "health_check_interval",
+            interval,
+            duration,
+            &mut check.interval,
+        );
+        parse_into(
+            &mut errors,
+            "health_check_timeout",
+            timeout,
+            duration,
+            &mut check.timeout,
+        );
+        parse_into(
+            &mut errors,
+            "health_check_status",
+            status,
+            parse_statuses,
+            &mut check.statuses,
+        );
+        parse_into(
+            &mut errors,
+            "healthy_threshold",
+            healthy,
+            threshold,
+            &mut check.healthy_threshold,
+        );
+        parse_into(
+            &mut errors,
+            "unhealthy_threshold",
+            unhealthy,
+            threshold,
+            &mut check.unhealthy_threshold,
+        );
         if errors.is_empty() {
             Ok(check)
         } else {
@@ -249,6 +254,22 @@ impl HealthCheck {
             Ok(format!("status {status}"))
         } else {
             Err(format!("unexpected status {status}"))
+        }
+    }
+}
+
+/// Parses `text`, when given, into `target`; a failure is recorded under `key`.
+fn parse_into<T>(
+    errors: &mut Vec<KeyError>,
+    key: &str,
+    text: Option<String>,
+    parse: impl Fn(&str) -> Result<T, String>,
+    target: &mut T,
+) {
+    if let Some(text) = text {
+        match parse(&text) {
+            Ok(value) => *target = value,
+            Err(e) => errors.push((key.to_string(), e)),
         }
     }
 }
