@@ -8,6 +8,7 @@
 //! * [`proxy`]: the Pingora `ProxyHttp` implementation that serves requests from the snapshot;
 //! * [`process`]: listeners, signals, reload and graceful shutdown around Pingora's `Server`.
 
+pub mod cache;
 pub mod config;
 pub mod explain;
 pub mod headers;
@@ -20,3 +21,10 @@ pub mod upstream;
 
 /// Request variables and templates (they live with the plugins, which use them too).
 pub use pingap_plugins::vars;
+
+/// The plugin types pingap knows: the built-in ones of `pingap-plugins` and the response cache.
+pub fn plugin_registry() -> pingap_plugins::Registry {
+    let mut registry = pingap_plugins::Registry::builtin();
+    registry.register(cache::TYPE);
+    registry
+}

@@ -11,7 +11,6 @@ use pingap::config::Source;
 use pingap::explain::{self, Request};
 use pingap::process::{self, RunFlags};
 use pingap::runtime::compile;
-use pingap_plugins::Registry;
 use tracing_subscriber::EnvFilter;
 
 /// A reverse proxy and API gateway built on Pingora.
@@ -74,7 +73,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let source = cli.conf.map_or(Source::Embedded, Source::Path);
-    let registry = Registry::builtin();
+    let registry = pingap::plugin_registry();
 
     let compiled = source
         .load()

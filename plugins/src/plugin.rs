@@ -88,6 +88,12 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// The request has finished.
     fn logging(&self, _ctx: &mut Ctx) {}
+
+    /// The plugin as [`Any`](std::any::Any), for plugins the proxy itself works with (the
+    /// response cache, whose work happens in the proxy's cache phases rather than in a chain).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 /// A built plugin with its name, type and priority, as the chain runs it.

@@ -12,6 +12,9 @@ pub struct BuildContext {
     /// The directory relative file paths in the settings are relative to (the directory of the
     /// config file that defines the plugin).
     pub base_dir: PathBuf,
+    /// The instance's name (the `NAME` of `[plugins.NAME]`), for plugins whose state outlives
+    /// one build.
+    pub name: String,
 }
 
 impl BuildContext {

@@ -58,6 +58,8 @@ pub struct RequestCtx {
     pub attempts: Attempts,
     /// Whether the TCP peer is a trusted proxy.
     pub peer_trusted: bool,
+    /// Whether the response cache looked the request up.
+    pub cache_looked_up: bool,
     _in_flight: InFlightGuard,
 }
 
@@ -74,6 +76,7 @@ impl RequestCtx {
             backend: None,
             attempts: Attempts::default(),
             peer_trusted: false,
+            cache_looked_up: false,
             _in_flight: in_flight,
         }
     }

@@ -11,7 +11,8 @@
 //! | `fail_to_connect`, `error_while_proxy` | record the failure and decide on a retry ([`failover`]) |
 //! | `upstream_response_filter` | records the answer; a 502/503 may be retried ([`failover`]) |
 //! | `upstream_request_filter` | `X-Forwarded-*`, request header rules, upstream-request plugins |
-//! | `response_filter` | response header rules, response-header plugins |
+//! | `request_cache_filter`, `cache_key_callback`, `response_cache_filter`, `cache_vary_filter`, `is_purge`, `should_serve_stale` | the location's response cache ([`crate::cache`]) |
+//! | `response_filter` | `X-Cache-Status`, response header rules, response-header plugins |
 //! | `response_body_filter` | response-body plugins |
 //! | `fail_to_proxy` | maps the error to a status and an error page ([`errors`]) |
 //! | `logging` | logging plugins |
@@ -32,11 +33,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::StatusCode;
 use pingap_plugins::Flow;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
+use crate::cache::CachePolicy;
 use crate::router::host::normalize_host;
 use crate::runtime::{Location, RuntimeHandle};
 use crate::vars::VarContext;
@@ -115,6 +119,11 @@ impl Proxy {
         ctx.runtime = Some(runtime);
         reply
     }
+}
+
+/// The response cache of the request's location.
+fn cache_of(ctx: &RequestCtx) -> Option<&Arc<CachePolicy>> {
+    ctx.location.as_ref().and_then(|l| l.cache.as_ref())
 }
 
 /// Replaces the request's path and query.
@@ -353,12 +362,70 @@ impl ProxyHttp for Proxy {
         }
     }
 
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(cache) = cache_of(ctx)
+            && CachePolicy::applies_to(session.req_header())
+        {
+            cache.enable(&mut session.cache);
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        ctx.cache_looked_up = true;
+        match cache_of(ctx) {
+            Some(cache) => Ok(cache.key(session.req_header(), &ctx.plugin.host)),
+            None => Error::e_explain(ErrorType::InternalError, "no cache on this location"),
+        }
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(match cache_of(ctx) {
+            Some(cache) => cache.cacheable(session.req_header(), resp),
+            None => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
+        })
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        crate::cache::variance(meta, req)
+    }
+
+    fn is_purge(&self, session: &Session, ctx: &RequestCtx) -> bool {
+        cache_of(ctx).is_some() && CachePolicy::is_purge(session.req_header())
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        match error {
+            None => cache_of(ctx).is_some_and(|c| c.serves_stale_while_revalidating()),
+            Some(e) => e.esource() == &pingora::ErrorSource::Upstream,
+        }
+    }
+
     async fn response_filter(
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if cache_of(ctx).is_some() {
+            let status = crate::cache::status(session.cache.phase(), ctx.cache_looked_up);
+            upstream_response.insert_header("x-cache-status", status)?;
+        }
         respond::finish_response_header(session.req_header(), upstream_response, ctx)
     }
 

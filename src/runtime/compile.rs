@@ -14,6 +14,7 @@ use indexmap::IndexMap;
 use pingap_plugins::{BuildContext, Chain, Instance, Registry};
 
 use super::{CompiledPlugin, ListenerPlan, Location, ProcessPlan, Runtime, ServerRoutes};
+use crate::cache::{CachePlugin, CachePolicy};
 use crate::config::schema::{Config, Location as LocationSpec, Plugin as PluginSpec};
 use crate::config::validate::{Findings, parse_listen_addr, validate};
 use crate::config::{ConfigErrors, Loaded, Origins};
@@ -230,6 +231,7 @@ impl Context<'_> {
                     &spec.settings,
                     &BuildContext {
                         base_dir: self.resolve(&format!("plugins.{name}"), Path::new("")),
+                        name: name.clone(),
                     },
                 ) {
                     Ok(instance) => Arc::new(instance),
@@ -400,6 +402,14 @@ impl Context<'_> {
                 Err(e) => self.error(table, "client_max_body_size", e.to_string()),
             }
         }
+        let caches: Vec<Arc<CachePolicy>> = instances
+            .iter()
+            .filter_map(|i| i.plugin().as_any()?.downcast_ref::<CachePlugin>())
+            .map(|cache| cache.policy().clone())
+            .collect();
+        if caches.len() > 1 {
+            self.error(table, "plugins", "a location can use one cache plugin");
+        }
         let chain = Chain::new(instances);
         let needs_captures = request_headers.uses_captures()
             || response_headers.uses_captures()
@@ -418,6 +428,7 @@ impl Context<'_> {
             rewrite,
             request_headers,
             response_headers,
+            cache: caches.into_iter().next(),
         };
         Some((parts, Arc::new(location)))
     }

@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use indexmap::IndexMap;
 use pingap_plugins::{Chain, Instance};
 
+use crate::cache::CachePolicy;
 use crate::headers::HeaderRules;
 use crate::proxy::error_page::ErrorPages;
 use crate::proxy::forwarded::TrustedProxies;
@@ -83,6 +84,8 @@ pub struct Location {
     pub request_headers: HeaderRules,
     /// Rules for the response.
     pub response_headers: HeaderRules,
+    /// The response cache, when a `cache` plugin is in the chain.
+    pub cache: Option<Arc<CachePolicy>>,
 }
 
 /// Settings that shape the process rather than requests: they take effect at start.

@@ -525,6 +525,7 @@ mod tests {
             let settings = format!("algorithm = '{name}'\npublic_key = '{name}.pub'");
             let context = BuildContext {
                 base_dir: dir.clone(),
+                name: "jwt".into(),
             };
             let plugin = build(&settings.parse().unwrap(), &context).unwrap();
             let encoding = match algorithm {

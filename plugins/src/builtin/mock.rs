@@ -204,6 +204,7 @@ mod tests {
         std::fs::write(dir.join("page.html"), "<h1>hi</h1>").unwrap();
         let context = BuildContext {
             base_dir: dir.clone(),
+            name: "mock".into(),
         };
         let plugin = build(&"file = 'page.html'".parse().unwrap(), &context).unwrap();
         let response = tokio::runtime::Builder::new_current_thread()
