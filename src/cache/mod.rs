@@ -345,3 +345,139 @@ pub fn status(phase: CachePhase, looked_up: bool) -> &'static str {
         _ => "BYPASS",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::cache::key::CacheHashKey;
+
+    fn policy(settings: &str) -> Arc<CachePolicy> {
+        let context = BuildContext {
+            name: format!("policy-test-{settings}"),
+            ..BuildContext::default()
+        };
+        let plugin = build(&settings.parse().unwrap(), &context).unwrap();
+        let cache = plugin
+            .as_any()
+            .unwrap()
+            .downcast_ref::<CachePlugin>()
+            .unwrap();
+        cache.policy().clone()
+    }
+
+    fn get(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/a?b=1", None).unwrap();
+        for (name, value) in headers {
+            req.insert_header(name.to_string(), *value).unwrap();
+        }
+        req
+    }
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut resp = ResponseHeader::build(status, None).unwrap();
+        for (name, value) in headers {
+            resp.append_header(name.to_string(), *value).unwrap();
+        }
+        resp
+    }
+
+    /// Seconds of freshness granted, or `None` when not cacheable.
+    fn fresh(policy: &CachePolicy, req: &RequestHeader, resp: &ResponseHeader) -> Option<u64> {
+        match policy.cacheable(req, resp) {
+            RespCacheable::Cacheable(meta) => Some(
+                meta.fresh_until()
+                    .duration_since(meta.created())
+                    .unwrap()
+                    .as_secs(),
+            ),
+            RespCacheable::Uncacheable(_) => None,
+        }
+    }
+
+    #[test]
+    fn freshness_comes_from_s_maxage_max_age_expires_or_ttl_capped_by_max_ttl() {
+        let policy = policy("ttl = '30s'\nmax_ttl = '1h'");
+        let req = get(&[]);
+        let cc = |value| response(200, &[("cache-control", value)]);
+        assert_eq!(fresh(&policy, &req, &response(200, &[])), Some(30));
+        assert_eq!(fresh(&policy, &req, &cc("max-age=100")), Some(100));
+        assert_eq!(
+            fresh(&policy, &req, &cc("max-age=100, s-maxage=200")),
+            Some(200)
+        );
+        assert_eq!(fresh(&policy, &req, &cc("max-age=86400")), Some(3600));
+        let expires = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(600));
+        let secs = fresh(&policy, &req, &response(200, &[("expires", &expires)])).unwrap();
+        assert!((598..=600).contains(&secs), "{secs}");
+        assert_eq!(fresh(&policy, &req, &cc("max-age=0")), None);
+    }
+
+    #[test]
+    fn what_is_never_stored() {
+        let policy = policy("statuses = [200]");
+        let req = get(&[]);
+        for headers in [
+            vec![("cache-control", "no-store")],
+            vec![("cache-control", "private, max-age=60")],
+            vec![("cache-control", "no-cache")],
+            vec![("set-cookie", "a=b")],
+            vec![("vary", "Accept, *")],
+        ] {
+            assert_eq!(
+                fresh(&policy, &req, &response(200, &headers)),
+                None,
+                "{headers:?}"
+            );
+        }
+        assert_eq!(
+            fresh(&policy, &req, &response(404, &[])),
+            None,
+            "not in statuses"
+        );
+        let authorized = get(&[("authorization", "Bearer x")]);
+        assert_eq!(fresh(&policy, &authorized, &response(200, &[])), None);
+        let public = response(200, &[("cache-control", "public, max-age=5")]);
+        assert_eq!(fresh(&policy, &authorized, &public), Some(5));
+    }
+
+    #[test]
+    fn keys_include_host_path_query_and_the_configured_headers_and_cookies() {
+        let policy = policy("key_headers = ['X-Tenant']\nkey_cookies = ['lang']");
+        let key = |host: &str, headers: &[(&str, &str)]| policy.key(&get(headers), host).combined();
+        let base = key("a.test", &[]);
+        assert_eq!(base, key("a.test", &[("x-other", "1")]));
+        assert_ne!(base, key("b.test", &[]));
+        assert_ne!(base, key("a.test", &[("x-tenant", "t1")]));
+        assert_ne!(base, key("a.test", &[("cookie", "lang=fr")]));
+        assert_eq!(base, key("a.test", &[("cookie", "other=1")]));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_by_key() {
+        let error = |settings: &str| {
+            let context = BuildContext::default();
+            build(&settings.parse().unwrap(), &context)
+                .err()
+                .unwrap()
+                .key()
+                .map(str::to_string)
+        };
+        assert_eq!(
+            error("max_object_size = '100MiB'").as_deref(),
+            Some("max_object_size")
+        );
+        assert_eq!(
+            error("max_size = '1MiB'\nmax_object_size = '2MiB'").as_deref(),
+            Some("max_object_size")
+        );
+        assert_eq!(error("statuses = [99]").as_deref(), Some("statuses"));
+        assert_eq!(
+            error("purge_allow = ['x']").as_deref(),
+            Some("purge_allow[0]")
+        );
+        assert_eq!(
+            error("key_headers = ['bad header']").as_deref(),
+            Some("key_headers")
+        );
+    }
+}
