@@ -41,6 +41,24 @@ async fn fetch(
     (status, cache, response.text().await.unwrap())
 }
 
+/// GETs `url` every 20 ms until its `X-Cache-Status` satisfies `done` (for at most 5 s, the
+/// bound on the one-second expiries these tests wait for); returns the last status.
+async fn cache_status_until(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = fetch(client, "GET", url, headers).await.1;
+        if done(&status) || std::time::Instant::now() >= deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_gets_are_served_from_the_cache_and_head_uses_the_get_entry() {
     let backend = Backend::start("b").await;
@@ -75,17 +93,9 @@ async fn max_age_expires_and_no_store_is_never_cached() {
     let short = [("x-echo-header", "cache-control: max-age=1")];
     assert_eq!(fetch(&client, "GET", &url, &short).await.1, "MISS");
     assert_eq!(fetch(&client, "GET", &url, &short).await.1, "HIT");
-    // Poll until the second has passed: the entry is then refetched.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut last = String::new();
-    while std::time::Instant::now() < deadline {
-        last = fetch(&client, "GET", &url, &short).await.1;
-        if last != "HIT" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(last, "EXPIRED");
+    // Once the second has passed, the entry is refetched.
+    let after = cache_status_until(&client, &url, &short, |s| s != "HIT").await;
+    assert_eq!(after, "EXPIRED");
     assert_eq!(backend.hits(), 2);
 
     let url = pingap.url("main", "/private");
@@ -195,27 +205,12 @@ async fn stale_while_revalidate_answers_from_the_old_entry_while_refreshing_it()
     let url = pingap.url("main", "/news");
     let short = [("x-echo-header", "cache-control: max-age=1")];
     assert_eq!(fetch(&client, "GET", &url, &short).await.1, "MISS");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut last = String::new();
-    while std::time::Instant::now() < deadline {
-        last = fetch(&client, "GET", &url, &short).await.1;
-        if last != "HIT" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(last, "STALE");
+    let after = cache_status_until(&client, &url, &short, |s| s != "HIT").await;
+    assert_eq!(after, "STALE");
     assert!(
         backend.wait_for_hits(2, Duration::from_secs(5)).await,
         "refreshed in the background"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        last = fetch(&client, "GET", &url, &short).await.1;
-        if last == "HIT" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(last, "HIT", "the refreshed entry is served");
+    let refreshed = cache_status_until(&client, &url, &short, |s| s == "HIT").await;
+    assert_eq!(refreshed, "HIT", "the refreshed entry is served");
 }
