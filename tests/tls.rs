@@ -123,3 +123,92 @@ async fn bad_certificates_are_config_errors() {
         "{output}"
     );
 }
+
+/// Whether a TLS handshake with `addr` succeeds for a client limited to `versions`; returns the
+/// version negotiated.
+async fn handshake(
+    addr: std::net::SocketAddr,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Option<rustls::ProtocolVersion> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(certs().join("example-ca.crt")).unwrap();
+    for cert in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("api.example.com").unwrap();
+    let stream = connector.connect(name, stream).await.ok()?;
+    stream.get_ref().1.protocol_version()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_min_version_refuses_older_clients() {
+    use rustls::ProtocolVersion::{TLSv1_2, TLSv1_3};
+    use rustls::version::{TLS12, TLS13};
+    let backend = Backend::start("b").await;
+    let config = https_config(
+        &backend,
+        &certs().join("example.crt"),
+        &certs().join("example.key"),
+    );
+    let default = Pingap::start(&config);
+    let addr = default.addr("secure");
+    assert_eq!(handshake(addr, &[&TLS12]).await, Some(TLSv1_2));
+    assert_eq!(handshake(addr, &[&TLS13]).await, Some(TLSv1_3));
+    assert_eq!(handshake(addr, &[&TLS12, &TLS13]).await, Some(TLSv1_3));
+
+    let strict = Pingap::start(&format!("{config}tls_min_version = '1.3'\n"));
+    let addr = strict.addr("secure");
+    assert_eq!(handshake(addr, &[&TLS13]).await, Some(TLSv1_3));
+    // A TLS 1.2 client without TLS 1.3 cipher suites (OpenSSL's) is refused in the handshake.
+    let openssl = |version: &str| {
+        let output = std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &addr.to_string(), version])
+            .args(["-servername", "api.example.com"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(openssl("-tls1_3").contains("TLSv1.3"), "TLS 1.3 accepted");
+    let refused = openssl("-tls1_2");
+    assert!(
+        refused.contains("no peer certificate available") && !refused.contains("BEGIN CERTIFICATE"),
+        "{refused}"
+    );
+    // rustls offers TLS 1.3 suites even when limited to 1.2: its requests are refused.
+    assert_eq!(handshake(addr, &[&TLS12]).await, Some(TLSv1_2));
+    let tls12_client = client_builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(certs().join("example-ca.crt")).unwrap())
+                .unwrap(),
+        )
+        .resolve("api.example.com", addr)
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    let response = tls12_client
+        .get(format!("https://api.example.com:{}/", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(backend.hits(), 0);
+
+    let (status, output) = check_config(&format!("{config}tls_min_version = '1.1'\n"));
+    assert!(!status.success());
+    assert!(
+        output.contains("servers.secure.tls_min_version: \"1.1\" is not a TLS version"),
+        "{output}"
+    );
+}

@@ -243,6 +243,8 @@ pub struct Server {
     pub h2c: Option<bool>,
     /// Offer HTTP/2 by ALPN (TLS listeners; default true).
     pub enable_h2: Option<bool>,
+    /// The oldest TLS version accepted: `"1.2"` (default) or `"1.3"`.
+    pub tls_min_version: Option<String>,
 }
 
 /// `[plugins.NAME]`: a type, an optional priority, and the type's own settings.

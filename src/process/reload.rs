@@ -60,7 +60,7 @@ impl Reloader {
         // Hand new certificates to the running listeners.
         for (running, new) in self.listeners.iter().zip(&compiled.plan.listeners) {
             if let (Some(running), Some(new)) = (&running.tls, &new.tls) {
-                running.replace(new.current());
+                running.replace(new.current(), new.min_version());
             }
         }
         let summary = compiled.summary();

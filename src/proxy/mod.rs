@@ -99,6 +99,10 @@ impl Proxy {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this listener is not in the current configuration",
             )),
+            Some(server) if server.tls13_only && negotiated_tls12(session) => Some(Reply::error(
+                StatusCode::FORBIDDEN,
+                "this server requires TLS 1.3",
+            )),
             Some(server) => match server.router.route(&ctx.plugin.host, req) {
                 None => Some(Reply::error(
                     StatusCode::NOT_FOUND,
@@ -119,6 +123,16 @@ impl Proxy {
         ctx.runtime = Some(runtime);
         reply
     }
+}
+
+/// Whether the connection negotiated TLS 1.2. Clients without TLS 1.3 cipher suites are refused
+/// during the handshake ([`crate::tls::CertResolver`]); this catches those that offered them but
+/// not the version.
+fn negotiated_tls12(session: &Session) -> bool {
+    session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .is_some_and(|tls| tls.version == "TLSv1_2" || tls.version == "TLSv1.2")
 }
 
 /// The response cache of the request's location.

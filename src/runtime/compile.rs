@@ -26,7 +26,7 @@ use crate::router::host::HostPattern;
 use crate::router::path::PathPattern;
 use crate::router::rewrite::Rewrite;
 use crate::router::{RouteSpec, Router, capture_names};
-use crate::tls::{CertResolver, certified_key, read_pem};
+use crate::tls::{CertResolver, MinVersion, certified_key, read_pem};
 use crate::upstream::{Pool, PoolContext};
 use crate::vars::{Scope, check_group_name};
 
@@ -474,15 +474,31 @@ impl Context<'_> {
                 .collect();
             let router = Router::new(specs);
             self.warn_shadowed(name, &router);
+            let min_version = match spec.tls_min_version.as_deref().map(MinVersion::parse) {
+                Some(Ok(version)) => version,
+                Some(Err(e)) => {
+                    self.error(&table, "tls_min_version", e);
+                    MinVersion::default()
+                }
+                None => MinVersion::default(),
+            };
+            if spec.tls_min_version.is_some() && spec.tls_cert.is_none() {
+                self.error(
+                    &table,
+                    "tls_min_version",
+                    "is for TLS listeners (set tls_cert)",
+                );
+            }
             servers.push(ServerRoutes {
                 name: name.clone(),
+                tls13_only: min_version == MinVersion::Tls13,
                 router,
             });
             if spec.threads == Some(0) {
                 self.error(&table, "threads", "must be at least 1");
             }
             let tls = match (&spec.tls_cert, &spec.tls_key) {
-                (Some(cert), Some(key)) => self.certificate(&table, cert, key),
+                (Some(cert), Some(key)) => self.certificate(&table, cert, key, min_version),
                 _ => None,
             };
             // Address errors were reported by validation.
@@ -535,13 +551,19 @@ impl Context<'_> {
         }
     }
 
-    fn certificate(&mut self, table: &str, cert: &str, key: &str) -> Option<Arc<CertResolver>> {
+    fn certificate(
+        &mut self,
+        table: &str,
+        cert: &str,
+        key: &str,
+        min_version: MinVersion,
+    ) -> Option<Arc<CertResolver>> {
         let resolve = |path: &Path| self.resolve(table, path);
         let cert_pem = read_pem(cert, resolve);
         let key_pem = read_pem(key, resolve);
         match (cert_pem, key_pem) {
             (Ok(cert_pem), Ok(key_pem)) => match certified_key(&cert_pem, &key_pem) {
-                Ok(certified) => Some(Arc::new(CertResolver::new(certified))),
+                Ok(certified) => Some(Arc::new(CertResolver::new(certified, min_version))),
                 Err(e) => {
                     self.error(table, "tls_cert", e);
                     None

@@ -55,6 +55,8 @@ impl Runtime {
 pub struct ServerRoutes {
     /// The server's name.
     pub name: String,
+    /// Whether requests must come over TLS 1.3 (`tls_min_version = "1.3"`).
+    pub tls13_only: bool,
     /// Its locations.
     pub router: Router<Arc<Location>>,
 }

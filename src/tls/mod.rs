@@ -7,6 +7,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
@@ -40,16 +41,45 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, St
         .map_err(|e| format!("unusable certificate or key: {e}"))
 }
 
+/// The oldest TLS version a listener accepts (`tls_min_version`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MinVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+impl MinVersion {
+    /// Parses `"1.2"` or `"1.3"`.
+    pub fn parse(text: &str) -> Result<MinVersion, String> {
+        match text.trim() {
+            "1.2" => Ok(MinVersion::Tls12),
+            "1.3" => Ok(MinVersion::Tls13),
+            other => Err(format!(
+                "\"{other}\" is not a TLS version pingap offers (\"1.2\" or \"1.3\")"
+            )),
+        }
+    }
+}
+
 /// Serves one certificate for every handshake; swapping it takes effect for new handshakes.
+///
+/// It also enforces `tls_min_version`: Pingora's rustls listener always offers TLS 1.2 and 1.3,
+/// and rustls picks 1.3 whenever the client supports it, so a client is held to 1.3 by refusing
+/// the handshakes of clients that offer no TLS 1.3 cipher suite.
 pub struct CertResolver {
     current: ArcSwap<CertifiedKey>,
+    tls13_only: AtomicBool,
 }
 
 impl CertResolver {
-    /// A resolver serving `key`.
-    pub fn new(key: CertifiedKey) -> Self {
+    /// A resolver serving `key` to clients of `min_version` or later.
+    pub fn new(key: CertifiedKey, min_version: MinVersion) -> Self {
         CertResolver {
             current: ArcSwap::from_pointee(key),
+            tls13_only: AtomicBool::new(min_version == MinVersion::Tls13),
         }
     }
 
@@ -58,10 +88,29 @@ impl CertResolver {
         self.current.load_full()
     }
 
-    /// Replaces the certificate for new handshakes.
-    pub fn replace(&self, key: Arc<CertifiedKey>) {
-        self.current.store(key);
+    /// The oldest version accepted now.
+    pub fn min_version(&self) -> MinVersion {
+        if self.tls13_only.load(Ordering::Relaxed) {
+            MinVersion::Tls13
+        } else {
+            MinVersion::Tls12
+        }
     }
+
+    /// Replaces the certificate and the oldest version for new handshakes.
+    pub fn replace(&self, key: Arc<CertifiedKey>, min_version: MinVersion) {
+        self.current.store(key);
+        self.tls13_only
+            .store(min_version == MinVersion::Tls13, Ordering::Relaxed);
+    }
+}
+
+/// Whether a client hello offers a TLS 1.3 cipher suite (0x1301 to 0x1305).
+fn offers_tls13(hello: &ClientHello<'_>) -> bool {
+    hello
+        .cipher_suites()
+        .iter()
+        .any(|suite| (0x1301..=0x1305).contains(&u16::from(*suite)))
 }
 
 impl fmt::Debug for CertResolver {
@@ -71,7 +120,13 @@ impl fmt::Debug for CertResolver {
 }
 
 impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if self.tls13_only.load(Ordering::Relaxed) && !offers_tls13(&hello) {
+            tracing::debug!(
+                "TLS handshake refused: the client does not speak TLS 1.3 (tls_min_version)"
+            );
+            return None;
+        }
         Some(self.current.load_full())
     }
 }
