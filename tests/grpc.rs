@@ -129,3 +129,35 @@ async fn a_dead_upstream_is_unavailable_not_an_html_page() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(status.message(), "could not connect to upstream \"grpc\"");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_timeout_is_a_deadline_for_the_upstream() {
+    let slow = common::Backend::start("slow").await;
+    slow.set_delay_ms(3_000);
+    let pingap = Pingap::start(&config(slow.addr, "", ""));
+    let client = common::client_builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = client
+        .post(format!(
+            "http://{}/grpc.health.v1.Health/Check",
+            pingap.addr("main")
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "300m")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
+    assert!(
+        elapsed < Duration::from_millis(2_500),
+        "answered at the deadline, not after the upstream: {elapsed:?}"
+    );
+    assert_eq!(slow.hits(), 1);
+}

@@ -5,6 +5,11 @@
 //! `grpc-status` and a percent-encoded `grpc-message`, and no body. HTTP statuses map to gRPC
 //! codes as the gRPC specification's table does, with 504 as `DEADLINE_EXCEEDED` and 413 as
 //! `RESOURCE_EXHAUSTED`.
+//!
+//! A call's `grpc-timeout` bounds how long pingap waits for the upstream: past it the client
+//! gets `DEADLINE_EXCEEDED` from pingap, whatever the upstream's own timeouts.
+
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use pingora::http::RequestHeader;
@@ -15,6 +20,28 @@ pub fn is_grpc(req: &RequestHeader) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// The longest `grpc-timeout` value: 8 digits (the specification's limit).
+const MAX_TIMEOUT_DIGITS: usize = 8;
+
+/// The deadline a gRPC call asks for in `grpc-timeout` (`"200m"`, `"5S"` …), if any and valid.
+pub fn timeout(req: &RequestHeader) -> Option<Duration> {
+    let value = req.headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > MAX_TIMEOUT_DIGITS {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// The gRPC code for an HTTP status.
@@ -77,5 +104,22 @@ mod tests {
         let headers = error_headers(StatusCode::SERVICE_UNAVAILABLE, "no backend");
         assert_eq!(headers[1].1, "14");
         assert_eq!(headers[2].1, "no backend");
+    }
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        let with = |value: &str| {
+            let mut req = RequestHeader::build("POST", b"/svc/Method", None).unwrap();
+            req.insert_header("grpc-timeout", value).unwrap();
+            timeout(&req)
+        };
+        assert_eq!(with("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(with("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(with("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(with("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(with("10u"), Some(Duration::from_micros(10)));
+        for bad in ["", "m", "5", "5x", "123456789S", "-1S"] {
+            assert_eq!(with(bad), None, "{bad}");
+        }
     }
 }

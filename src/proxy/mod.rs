@@ -286,7 +286,14 @@ impl ProxyHttp for Proxy {
                     format!("no healthy backend in upstream \"{}\"", pool.name()),
                 )
             })?;
-        let peer = pool.peer(&selected.backend);
+        let mut peer = pool.peer(&selected.backend);
+        if let Some(deadline) = grpc::timeout(session.req_header()) {
+            let read = peer
+                .options
+                .read_timeout
+                .map_or(deadline, |t| t.min(deadline));
+            peer.options.read_timeout = Some(read);
+        }
         // Kept until the request ends (least connections counts it in flight till then); a
         // retry replaces it.
         ctx.backend = Some(selected);
