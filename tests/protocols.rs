@@ -183,3 +183,93 @@ mod streaming {
         assert!(peak < PEAK_RSS_BOUND, "peak RSS {} MiB", peak / 1024 / 1024);
     }
 }
+
+mod websocket {
+    use std::time::{Duration, Instant};
+
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    use super::common::Pingap;
+    use super::common::websocket::WsBackend;
+
+    fn config(ws: &WsBackend, location_extra: &str) -> String {
+        format!(
+            "[upstreams.echo]\naddrs = ['{}']\n\
+             [locations.ws]\nupstream = 'echo'\n{location_extra}\n\
+             [servers.main]\naddr = '127.0.0.1:0'\nlocations = ['ws']\n",
+            ws.addr
+        )
+    }
+
+    async fn next(
+        socket: &mut tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ) -> Option<Message> {
+        tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer within 10 s")
+            .and_then(Result::ok)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn text_binary_a_mebibyte_and_close_frames_pass_through() {
+        let ws = WsBackend::start().await;
+        let pingap = Pingap::start(&config(&ws, ""));
+        let url = format!("ws://{}/chat", pingap.addr("main"));
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        for message in [
+            Message::text("hello"),
+            Message::binary(vec![0u8, 1, 2, 255]),
+            Message::binary(big),
+        ] {
+            socket.send(message.clone()).await.unwrap();
+            assert_eq!(next(&mut socket).await, Some(message));
+        }
+        socket
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Away,
+                reason: "bye".into(),
+            })))
+            .await
+            .unwrap();
+        match next(&mut socket).await {
+            Some(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Away),
+            other => panic!("expected the backend's close frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_websocket_is_closed_after_websocket_idle_timeout() {
+        let ws = WsBackend::start().await;
+        let pingap = Pingap::start(&config(&ws, "websocket_idle_timeout = '300ms'"));
+        let url = format!("ws://{}/chat", pingap.addr("main"));
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        // Activity keeps it open past the timeout.
+        let mut last_activity = Instant::now();
+        for i in 0..4 {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            socket.send(Message::text("ping")).await.unwrap();
+            assert_eq!(
+                next(&mut socket).await,
+                Some(Message::text("ping")),
+                "round {i} at {:?}",
+                last_activity.elapsed()
+            );
+            last_activity = Instant::now();
+        }
+        let ended = next(&mut socket).await;
+        let idle = last_activity.elapsed();
+        assert!(matches!(ended, None | Some(Message::Close(_))), "{ended:?}");
+        assert!(
+            idle >= Duration::from_millis(250) && idle < Duration::from_secs(5),
+            "closed after {idle:?} of silence"
+        );
+    }
+}

@@ -202,6 +202,9 @@ pub struct Location {
     pub rewrite: Option<String>,
     /// The largest request body accepted (413 beyond); a shorthand for a `request_size` plugin.
     pub client_max_body_size: Option<ByteSize>,
+    /// How long a WebSocket (an upgraded connection) may stay silent in both directions
+    /// before pingap closes it (default: the upstream's `read_timeout`).
+    pub websocket_idle_timeout: Option<ConfigDuration>,
     /// Headers appended to the request sent upstream, `"Name: value"`.
     #[serde(default)]
     pub headers_add: Vec<String>,

@@ -287,6 +287,12 @@ impl ProxyHttp for Proxy {
                 )
             })?;
         let mut peer = pool.peer(&selected.backend);
+        if let Some(idle) = ctx.location.as_ref().and_then(|l| l.websocket_idle_timeout)
+            && session.is_upgrade_req()
+        {
+            peer.options.read_timeout = Some(idle);
+            session.set_read_timeout(Some(idle));
+        }
         if let Some(deadline) = grpc::timeout(session.req_header()) {
             let read = peer
                 .options

@@ -429,6 +429,7 @@ impl Context<'_> {
             request_headers,
             response_headers,
             cache: caches.into_iter().next(),
+            websocket_idle_timeout: spec.websocket_idle_timeout.map(|d| d.get()),
         };
         Some((parts, Arc::new(location)))
     }

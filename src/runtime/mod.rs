@@ -88,6 +88,8 @@ pub struct Location {
     pub response_headers: HeaderRules,
     /// The response cache, when a `cache` plugin is in the chain.
     pub cache: Option<Arc<CachePolicy>>,
+    /// How long an upgraded connection may stay silent.
+    pub websocket_idle_timeout: Option<Duration>,
 }
 
 /// Settings that shape the process rather than requests: they take effect at start.

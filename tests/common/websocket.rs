@@ -41,13 +41,12 @@ impl WsBackend {
                     else {
                         return;
                     };
+                    // A close frame is answered by tungstenite itself; reading on sends the
+                    // answer and ends the loop once the closing handshake is done.
                     while let Some(Ok(message)) = socket.next().await {
-                        if message.is_text() || message.is_binary() {
-                            if socket.send(message).await.is_err() {
-                                return;
-                            }
-                        } else if message.is_close() {
-                            let _ = socket.close(None).await;
+                        if (message.is_text() || message.is_binary())
+                            && socket.send(message).await.is_err()
+                        {
                             return;
                         }
                     }
