@@ -161,3 +161,61 @@ async fn grpc_timeout_is_a_deadline_for_the_upstream() {
     );
     assert_eq!(slow.hits(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_calls_from_http1_are_bridged_to_grpc() {
+    let (upstream, _reporter) = grpc_backend().await;
+    // `grpc_web = true` lands in the location's table.
+    let pingap = Pingap::start(&config(upstream, "", "grpc_web = true"));
+    // HealthCheckRequest { service = SERVICE } in one gRPC-web message frame.
+    let mut message = vec![0x0a, SERVICE.len() as u8];
+    message.extend_from_slice(SERVICE.as_bytes());
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let client = common::client_builder().http1_only().build().unwrap();
+    let url = format!("http://{}/grpc.health.v1.Health/Check", pingap.addr("main"));
+    let response = client
+        .post(&url)
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/grpc-web"),
+        "{:?}",
+        response.headers()
+    );
+    let bytes = response.bytes().await.unwrap();
+    // A message frame: HealthCheckResponse { status = SERVING (1) } ...
+    assert_eq!(&bytes[..7], &[0, 0, 0, 0, 2, 0x08, 0x01], "{bytes:?}");
+    // ... then the trailers frame, with grpc-status 0.
+    assert_eq!(bytes[7], 0x80);
+    let trailers = String::from_utf8_lossy(&bytes[12..]).to_lowercase();
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+
+    let text = client
+        .post(&url)
+        .header("content-type", "application/grpc-web-text")
+        .body("AAAAAAA=")
+        .send()
+        .await
+        .unwrap();
+    // Refused as a gRPC status the client can read: UNIMPLEMENTED.
+    assert_eq!(text.headers()["grpc-status"], "12");
+    assert!(
+        text.headers()["grpc-message"]
+            .to_str()
+            .unwrap()
+            .contains("grpc-web-text"),
+        "{:?}",
+        text.headers()
+    );
+}

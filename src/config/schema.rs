@@ -205,6 +205,8 @@ pub struct Location {
     /// How long a WebSocket (an upgraded connection) may stay silent in both directions
     /// before pingap closes it (default: the upstream's `read_timeout`).
     pub websocket_idle_timeout: Option<ConfigDuration>,
+    /// Translate gRPC-web calls from browsers (`application/grpc-web`) into gRPC to the upstream.
+    pub grpc_web: Option<bool>,
     /// Headers appended to the request sent upstream, `"Name: value"`.
     #[serde(default)]
     pub headers_add: Vec<String>,

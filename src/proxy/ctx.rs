@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use pingap_plugins::Ctx;
 
 use super::failover::Attempts;
+use super::respond::Reply;
 use crate::runtime::{Location, Runtime};
 use crate::upstream::balance::Selected;
 
@@ -60,6 +61,8 @@ pub struct RequestCtx {
     pub peer_trusted: bool,
     /// Whether the response cache looked the request up.
     pub cache_looked_up: bool,
+    /// pingap's own answer, decided when the request was routed.
+    pub early_reply: Option<Reply>,
     _in_flight: InFlightGuard,
 }
 
@@ -77,6 +80,7 @@ impl RequestCtx {
             attempts: Attempts::default(),
             peer_trusted: false,
             cache_looked_up: false,
+            early_reply: None,
             _in_flight: in_flight,
         }
     }

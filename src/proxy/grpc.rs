@@ -22,6 +22,28 @@ pub fn is_grpc(req: &RequestHeader) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
+/// The two gRPC-web encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebKind {
+    /// `application/grpc-web` and `application/grpc-web+proto`: bridged to gRPC.
+    Binary,
+    /// `application/grpc-web-text` (base64): not supported.
+    Text,
+}
+
+/// Whether the request is a gRPC-web call, and of which kind.
+pub fn web_kind(req: &RequestHeader) -> Option<WebKind> {
+    let content_type = req.headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let content_type = content_type.trim().to_ascii_lowercase();
+    if content_type.starts_with("application/grpc-web-text") {
+        Some(WebKind::Text)
+    } else if content_type.starts_with("application/grpc-web") {
+        Some(WebKind::Binary)
+    } else {
+        None
+    }
+}
+
 /// The longest `grpc-timeout` value: 8 digits (the specification's limit).
 const MAX_TIMEOUT_DIGITS: usize = 8;
 
@@ -49,7 +71,7 @@ pub fn code_for(status: StatusCode) -> u8 {
     match status.as_u16() {
         401 => 16,             // UNAUTHENTICATED
         403 => 7,              // PERMISSION_DENIED
-        404 => 12,             // UNIMPLEMENTED
+        404 | 415 => 12,       // UNIMPLEMENTED
         413 => 8,              // RESOURCE_EXHAUSTED
         429 | 502 | 503 => 14, // UNAVAILABLE
         504 => 4,              // DEADLINE_EXCEEDED

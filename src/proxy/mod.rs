@@ -5,7 +5,8 @@
 //! | Pingora phase | what pingap does |
 //! |---|---|
 //! | `new_ctx` | counts the request in flight |
-//! | `request_filter` | loads the snapshot, routes (404 if nothing matches), runs the request phase of the plugins, rewrites the path |
+//! | `early_request_filter` | loads the snapshot, routes, turns the gRPC-web bridge on for `grpc_web` locations |
+//! | `request_filter` | answers unrouted requests (404), runs the request phase of the plugins, rewrites the path |
 //! | `request_body_filter` | request-body plugins (size limits) |
 //! | `upstream_peer` | picks a healthy backend of the location's upstream, not one that already failed this request |
 //! | `fail_to_connect`, `error_while_proxy` | record the failure and decide on a retry ([`failover`]) |
@@ -23,7 +24,7 @@ pub mod errors;
 pub mod failover;
 pub mod forwarded;
 pub mod grpc;
-mod respond;
+pub(crate) mod respond;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -36,6 +37,9 @@ use pingap_plugins::Flow;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
+use pingora::modules::http::compression::ResponseCompressionBuilder;
+use pingora::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
@@ -178,8 +182,42 @@ impl ProxyHttp for Proxy {
         RequestCtx::new(self.in_flight.enter())
     }
 
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        // Pingora's default: response compression, off unless a request turns it on.
+        modules.add_module(ResponseCompressionBuilder::enable(0));
+        modules.add_module(Box::new(GrpcWeb));
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Routing happens here, before the downstream modules see the request, so that the
+        // gRPC-web bridge is on for the locations that ask for it.
+        ctx.early_reply = self.route(session, ctx);
+        if ctx.early_reply.is_none() && ctx.location.as_ref().is_some_and(|l| l.grpc_web) {
+            match grpc::web_kind(session.req_header()) {
+                Some(grpc::WebKind::Binary) => {
+                    if let Some(bridge) = session.downstream_modules_ctx.get_mut::<GrpcWebBridge>()
+                    {
+                        bridge.init();
+                    }
+                }
+                Some(grpc::WebKind::Text) => {
+                    ctx.early_reply = Some(Reply::error(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "grpc-web-text is not supported; send application/grpc-web+proto",
+                    ));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if let Some(reply) = self.route(session, ctx) {
+        if let Some(reply) = ctx.early_reply.take() {
             respond::send(session, ctx, reply).await?;
             return Ok(true);
         }

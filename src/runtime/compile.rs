@@ -430,6 +430,7 @@ impl Context<'_> {
             response_headers,
             cache: caches.into_iter().next(),
             websocket_idle_timeout: spec.websocket_idle_timeout.map(|d| d.get()),
+            grpc_web: spec.grpc_web.unwrap_or(false),
         };
         Some((parts, Arc::new(location)))
     }

@@ -90,6 +90,8 @@ pub struct Location {
     pub cache: Option<Arc<CachePolicy>>,
     /// How long an upgraded connection may stay silent.
     pub websocket_idle_timeout: Option<Duration>,
+    /// Whether gRPC-web calls are bridged to gRPC.
+    pub grpc_web: bool,
 }
 
 /// Settings that shape the process rather than requests: they take effect at start.
