@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""Side-by-side load benchmark: pingap and nginx as reverse proxies in front of the same nginx
+backend, on loopback.
+
+    python3 benches/load.py            # full run (about 4 minutes)
+    python3 benches/load.py --quick    # one short round of each mode (a smoke test)
+
+Needs Debian's nginx, wrk and nghttp2-client (h2load), and builds pingap in release mode. The
+proxy under test is pinned to CPU 0 with one worker; wrk/h2load and the backend share CPU 1.
+Rounds alternate between the proxies (A B A B ...) and the tables give medians. For each run:
+requests/s, p50 and p99 latency (h2load reports only the mean), errors, the proxy's CPU time per
+request (utime + stime of its process tree from /proc, divided by the requests served) and its
+peak RSS, then the ratios pingap/nginx. The last part opens 10,000 idle keep-alive connections
+to each proxy and reports RSS and whether requests still succeed.
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROXY_CPU = "0"
+LOAD_CPU = "1"
+CONNECTIONS = 50
+JWT_SECRET = "benchmark-secret-benchmark-secret"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, deadline=30.0):
+    end = time.time() + deadline
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"nothing listens on port {port} after {deadline}s")
+
+
+def tree(pid):
+    """The pid and all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except OSError:
+            pass
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total / CLK_TCK
+
+
+def memory_mib(pid, field):
+    """Sum of a /proc/PID/status field (VmRSS or VmHWM) over the tree, in MiB."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def spawn(cpu, args, log):
+    return subprocess.Popen(
+        ["taskset", "-c", cpu] + args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def jwt_token():
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"sub": "bench", "exp": int(time.time()) + 86400}).encode())
+    signature = hmac.new(JWT_SECRET.encode(), f"{header}.{claims}".encode(), hashlib.sha256)
+    return f"{header}.{claims}.{b64(signature.digest())}"
+
+
+def parse_duration_ms(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, seconds, headers=()):
+    args = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        args += ["-H", header]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": parse_duration_ms(re.search(r"50%\s+(\S+)", out).group(1)),
+        "p99": parse_duration_ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        "requests": total,
+        "errors": errors,
+    }
+
+
+def h2load(url, seconds):
+    args = ["taskset", "-c", LOAD_CPU, "h2load", "-c", str(CONNECTIONS), "-m", "10", "-D", str(seconds), url]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out).group(1)
+    return {
+        "rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1)),
+        "p50": parse_duration_ms(mean),
+        "p99": None,
+        "requests": int(done.group(2)),
+        "errors": int(done.group(4)) + int(done.group(5)),
+    }
+
+
+class Proxy:
+    def __init__(self, name, pid):
+        self.name = name
+        self.pid = pid
+
+    def measure(self, run):
+        before = cpu_seconds(self.pid)
+        result = run()
+        used = cpu_seconds(self.pid) - before
+        result["cpu_us"] = used * 1e6 / max(result["requests"], 1)
+        return result
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def start_all(work):
+    backend_port, nginx_port, nginx_h2_port, pingap_port = (free_port() for _ in range(4))
+    os.makedirs(f"{work}/www")
+    write(f"{work}/www/16k.txt", "x" * 16383 + "\n")
+    os.chmod(f"{work}/www", 0o755)
+    os.chmod(f"{work}/www/16k.txt", 0o644)
+    write(
+        f"{work}/backend.conf",
+        f"""worker_processes 1; daemon off; pid {work}/backend.pid; error_log {work}/backend.err;
+events {{ worker_connections 30000; }}
+http {{
+  access_log off; keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{backend_port} reuseport backlog=4096;
+    location = /small {{ default_type text/plain; return 200 "ok\\n"; }}
+    location = /16k {{ default_type text/plain; alias {work}/www/16k.txt; }}
+  }}
+}}
+""",
+    )
+    write(
+        f"{work}/nginx.conf",
+        f"""worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+worker_rlimit_nofile 30000;
+events {{ worker_connections 25000; }}
+http {{
+  access_log off; keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{nginx_port} backlog=4096;
+    listen 127.0.0.1:{nginx_h2_port} http2;
+    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+""",
+    )
+    write(
+        f"{work}/pingap.toml",
+        f"""[basic]
+threads = 1
+log_level = "warn"
+upgrade_sock = "{work}/upgrade.sock"
+
+[upstreams.backend]
+addrs = ["127.0.0.1:{backend_port}"]
+
+[locations.plain]
+upstream = "backend"
+
+[locations.chain]
+upstream = "backend"
+path = "/chain/"
+rewrite = "/"
+plugins = ["request_id", "cors", "allow_all", "jwt", "rate_limit"]
+
+[plugins.request_id]
+type = "request_id"
+
+[plugins.cors]
+type = "cors"
+allow_origins = ["*"]
+
+[plugins.allow_all]
+type = "ip_restriction"
+allow = ["0.0.0.0/0", "::/0"]
+
+[plugins.jwt]
+type = "jwt"
+secret = "{JWT_SECRET}"
+
+[plugins.rate_limit]
+type = "rate_limit"
+rate = "10000000/s"
+burst = 10000000
+
+[servers.main]
+addr = "127.0.0.1:{pingap_port}"
+h2c = true
+locations = ["plain", "chain"]
+""",
+    )
+    log = open(f"{work}/processes.log", "w")
+    backend = spawn(LOAD_CPU, ["nginx", "-c", f"{work}/backend.conf", "-p", work], log)
+    nginx = spawn(PROXY_CPU, ["nginx", "-c", f"{work}/nginx.conf", "-p", work], log)
+    pingap = spawn(PROXY_CPU, [f"{ROOT}/target/release/pingap", "-c", f"{work}/pingap.toml"], log)
+    for port in (backend_port, nginx_port, nginx_h2_port, pingap_port):
+        wait_port(port)
+    time.sleep(0.5)
+    ports = {
+        "backend": backend_port,
+        "nginx": nginx_port,
+        "nginx_h2": nginx_h2_port,
+        "pingap": pingap_port,
+    }
+    return ports, [backend, nginx, pingap], Proxy("nginx", nginx.pid), Proxy("pingap", pingap.pid)
+
+
+def median(results, key):
+    values = [r[key] for r in results if r[key] is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=2):
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def table(title, rows):
+    print(f"\n### {title}\n")
+    print("| | req/s | p50 ms | p99 ms | errors | CPU µs/req | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for name, results, rss in rows:
+        print(
+            f"| {name} | {fmt(median(results, 'rps'), 0)} | {fmt(median(results, 'p50'))} | "
+            f"{fmt(median(results, 'p99'))} | {sum(r['errors'] for r in results)} | "
+            f"{fmt(median(results, 'cpu_us'), 1) if 'cpu_us' in results[0] else '—'} | {fmt(rss, 1)} |"
+        )
+
+
+def ratios(label, ours, theirs):
+    def ratio(key):
+        a, b = median(ours, key), median(theirs, key)
+        return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}×"
+
+    p99 = (
+        "—"
+        if median(ours, "p99") is None
+        else f"{median(ours, 'p99') - median(theirs, 'p99'):+.2f} ms"
+    )
+    print(
+        f"\n{label}: req/s {ratio('rps')}, CPU µs/req {ratio('cpu_us')}, p50 {ratio('p50')}, "
+        f"p99 {p99}"
+    )
+
+
+def idle_connections(port, count, check_url):
+    """Opens `count` keep-alive connections that each make one request, then idle."""
+    sockets = []
+    request = b"GET /small HTTP/1.1\r\nHost: bench\r\n\r\n"
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(request)
+        sockets.append(s)
+    answered = 0
+    for s in sockets:
+        s.settimeout(10)
+        data = b""
+        while b"ok\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        answered += b"ok\n" in data
+    check = wrk(check_url, 2)
+    return sockets, answered, check
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one 1-second round per mode")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--idle", type=int, default=10_000, help="idle connections in the last part")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds, args.idle = 1, 1, 1_000
+    for tool in ("nginx", "wrk", "h2load", "taskset"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: apt-get install nginx wrk nghttp2-client util-linux")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    print("building pingap (release)...", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "pingap"], cwd=ROOT, check=True)
+
+    work = tempfile.mkdtemp(prefix="pingap-bench-")
+    # nginx workers run as an unprivileged user when started as root: let them read the files.
+    os.chmod(work, 0o755)
+    ports, processes, nginx, pingap = start_all(work)
+    try:
+        idle_rss = memory_mib(pingap.pid, "VmRSS")
+        url = lambda name, path: f"http://127.0.0.1:{ports[name]}{path}"
+        token = f"Authorization: Bearer {jwt_token()}"
+        modes = [
+            ("HTTP/1.1, small body", "/small", wrk),
+            ("HTTP/1.1, 16 KiB body", "/16k", wrk),
+        ]
+        print(
+            f"# pingap vs nginx on {os.cpu_count()} CPUs, {args.rounds} rounds of {args.seconds}s, "
+            f"{CONNECTIONS} connections; medians"
+        )
+        for title, path, tool in modes:
+            direct, ours, theirs = [], [], []
+            for _ in range(args.rounds):
+                direct.append(tool(url("backend", path), args.seconds))
+                ours.append(pingap.measure(lambda: tool(url("pingap", path), args.seconds)))
+                theirs.append(nginx.measure(lambda: tool(url("nginx", path), args.seconds)))
+            table(
+                title,
+                [
+                    ("no proxy (ceiling)", direct, None),
+                    ("nginx", theirs, memory_mib(nginx.pid, "VmHWM")),
+                    ("pingap", ours, memory_mib(pingap.pid, "VmHWM")),
+                ],
+            )
+            ratios("pingap/nginx", ours, theirs)
+
+        ours, theirs = [], []
+        for _ in range(args.rounds):
+            ours.append(pingap.measure(lambda: h2load(url("pingap", "/small"), args.seconds)))
+            theirs.append(nginx.measure(lambda: h2load(url("nginx_h2", "/small"), args.seconds)))
+        table(
+            "HTTP/2 without TLS (h2c), small body, h2load -m 10",
+            [
+                ("nginx", theirs, memory_mib(nginx.pid, "VmHWM")),
+                ("pingap", ours, memory_mib(pingap.pid, "VmHWM")),
+            ],
+        )
+        ratios("pingap/nginx", ours, theirs)
+
+        plain, chain = [], []
+        for _ in range(args.rounds):
+            plain.append(pingap.measure(lambda: wrk(url("pingap", "/small"), args.seconds)))
+            chain.append(
+                pingap.measure(lambda: wrk(url("pingap", "/chain/small"), args.seconds, [token]))
+            )
+        table(
+            "pingap with five plugins (request_id, cors, ip_restriction, jwt, rate_limit)",
+            [("pingap, no plugins", plain, None), ("pingap, five plugins", chain, None)],
+        )
+        ratios("five plugins/plain", chain, plain)
+
+        print(f"\n### {args.idle:,} idle keep-alive connections\n")
+        print(f"pingap RSS at start, idle: {idle_rss:.1f} MiB\n")
+        print("| | RSS with the idle connections MiB | answered | requests meanwhile (errors) |")
+        print("|---|---|---|---|")
+        for proxy, name in ((pingap, "pingap"), (nginx, "nginx")):
+            sockets, answered, check = idle_connections(
+                ports[name], args.idle, url(name, "/small")
+            )
+            rss = memory_mib(proxy.pid, "VmRSS")
+            print(
+                f"| {name} | {rss:.1f} | {answered:,}/{args.idle:,} | "
+                f"{check['requests']:,} ({check['errors']}) |"
+            )
+            for s in sockets:
+                s.close()
+    finally:
+        for process in processes:
+            try:
+                os.killpg(process.pid, 15)
+            except ProcessLookupError:
+                pass
+        for process in processes:
+            process.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
