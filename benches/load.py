@@ -121,8 +121,11 @@ def jwt_token():
 
 
 def parse_duration_ms(text):
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    match = re.match(r"([\d.]+)(us|ms|s|m|h)$", text)
+    if not match:
+        sys.exit(f"unexpected latency {text!r} in the load tool's output")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
 
 
 def wrk(url, seconds, headers=()):
@@ -130,6 +133,8 @@ def wrk(url, seconds, headers=()):
     for header in headers:
         args += ["-H", header]
     out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    if "requests in" not in out or "50%" not in out:
+        sys.exit(f"wrk gave no result for {url}:\n{out}")
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
