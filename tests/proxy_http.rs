@@ -482,3 +482,39 @@ mod balancing {
         assert_eq!(owners.len(), 3, "forty clients spread over every backend");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_are_closed_after_keepalive_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Backend::start("b").await;
+    let config = format!(
+        "[basic]\nkeepalive_timeout = '1s'\n{}",
+        single(&[backend.addr.to_string()], "", "")
+    );
+    let pingap = Pingap::start(&config);
+    let mut socket = tokio::net::TcpStream::connect(pingap.addr("main"))
+        .await
+        .unwrap();
+    socket
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let read = socket.read(&mut buf).await.unwrap();
+    assert!(buf[..read].starts_with(b"HTTP/1.1 200"));
+    let answered = std::time::Instant::now();
+    // Drain the rest of the answer, then wait for the server to close the idle connection.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if socket.read(&mut buf).await.unwrap_or(0) == 0 {
+                return answered.elapsed();
+            }
+        }
+    })
+    .await
+    .expect("closed within 10 s");
+    assert!(
+        closed >= std::time::Duration::from_millis(900),
+        "closed after {closed:?}"
+    );
+}

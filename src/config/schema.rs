@@ -67,6 +67,8 @@ pub struct Basic {
     pub trusted_proxies: Vec<String>,
     /// Idle upstream connections kept per process (default 128).
     pub upstream_keepalive_pool_size: Option<usize>,
+    /// How long an idle client connection is kept open for its next request (default 60s).
+    pub keepalive_timeout: Option<ConfigDuration>,
 }
 
 /// `algorithm` of an upstream.

@@ -77,7 +77,7 @@ impl Proxy {
 
     /// Loads the snapshot, routes the request and fills the context. Returns the reply to send
     /// instead of proxying, if any.
-    fn route(&self, session: &Session, ctx: &mut RequestCtx) -> Option<Reply> {
+    fn route(&self, session: &mut Session, ctx: &mut RequestCtx) -> Option<Reply> {
         let runtime = self.runtime.load();
         let req = session.req_header();
         let raw_host = req
@@ -124,6 +124,11 @@ impl Proxy {
                 }
             },
         };
+        // Pingora keeps an idle keep-alive connection forever unless told otherwise; give
+        // those without a timeout of their own (and not closing) `basic.keepalive_timeout`.
+        if session.get_keepalive() == Some(0) {
+            session.set_keepalive(Some(runtime.keepalive_timeout_secs));
+        }
         ctx.runtime = Some(runtime);
         reply
     }

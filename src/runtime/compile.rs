@@ -34,6 +34,8 @@ use crate::vars::{Scope, check_group_name};
 pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default upgrade socket.
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/pingap_upgrade.sock";
+/// Default time an idle client connection waits for its next request.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default idle upstream connections kept.
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
 
@@ -123,6 +125,13 @@ pub fn compile(
             plugins,
             error_pages,
             trusted_proxies,
+            keepalive_timeout_secs: loaded
+                .config
+                .basic
+                .keepalive_timeout
+                .map_or(DEFAULT_KEEPALIVE_TIMEOUT, |d| d.get())
+                .as_secs()
+                .max(1),
         },
         plan,
         warnings: findings.warnings,

@@ -42,6 +42,8 @@ pub struct Runtime {
     pub error_pages: ErrorPages,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
+    /// Seconds an idle HTTP/1 client connection waits for its next request (`basic.keepalive_timeout`).
+    pub keepalive_timeout_secs: u64,
 }
 
 impl Runtime {
