@@ -162,60 +162,71 @@ async fn grpc_timeout_is_a_deadline_for_the_upstream() {
     assert_eq!(slow.hits(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_web_calls_from_http1_are_bridged_to_grpc() {
-    let (upstream, _reporter) = grpc_backend().await;
-    // `grpc_web = true` lands in the location's table.
-    let pingap = Pingap::start(&config(upstream, "", "grpc_web = true"));
-    // HealthCheckRequest { service = SERVICE } in one gRPC-web message frame.
-    let mut message = vec![0x0a, SERVICE.len() as u8];
-    message.extend_from_slice(SERVICE.as_bytes());
+/// A gRPC-web call of Health/Check for `service`, as a browser would send it; returns the
+/// status, the content type and the (decoded) body.
+async fn grpc_web_check(pingap: &Pingap, service: &str, text: bool) -> (u16, String, Vec<u8>) {
+    use base64::Engine;
+    // HealthCheckRequest { service } in one message frame.
+    let mut message = vec![0x0a, service.len() as u8];
+    message.extend_from_slice(service.as_bytes());
     let mut body = vec![0u8];
     body.extend_from_slice(&(message.len() as u32).to_be_bytes());
     body.extend_from_slice(&message);
+    let (content_type, body) = if text {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
+        ("application/grpc-web-text", encoded.into_bytes())
+    } else {
+        ("application/grpc-web+proto", body)
+    };
     let client = common::client_builder().http1_only().build().unwrap();
     let url = format!("http://{}/grpc.health.v1.Health/Check", pingap.addr("main"));
     let response = client
         .post(&url)
-        .header("content-type", "application/grpc-web+proto")
+        .header("content-type", content_type)
         .header("x-grpc-web", "1")
         .body(body)
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
+    let status = response.status().as_u16();
+    let answered_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let bytes = response.bytes().await.unwrap().to_vec();
+    let bytes = if text {
+        base64::engine::general_purpose::STANDARD
+            .decode(&bytes)
             .unwrap()
-            .starts_with("application/grpc-web"),
-        "{:?}",
-        response.headers()
-    );
-    let bytes = response.bytes().await.unwrap();
-    // A message frame: HealthCheckResponse { status = SERVING (1) } ...
-    assert_eq!(&bytes[..7], &[0, 0, 0, 0, 2, 0x08, 0x01], "{bytes:?}");
-    // ... then the trailers frame, with grpc-status 0.
-    assert_eq!(bytes[7], 0x80);
-    let trailers = String::from_utf8_lossy(&bytes[12..]).to_lowercase();
-    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    } else {
+        bytes
+    };
+    (status, answered_type, bytes)
+}
 
-    let text = client
-        .post(&url)
-        .header("content-type", "application/grpc-web-text")
-        .body("AAAAAAA=")
-        .send()
-        .await
-        .unwrap();
-    // Refused as a gRPC status the client can read: UNIMPLEMENTED.
-    assert_eq!(text.headers()["grpc-status"], "12");
-    assert!(
-        text.headers()["grpc-message"]
-            .to_str()
-            .unwrap()
-            .contains("grpc-web-text"),
-        "{:?}",
-        text.headers()
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_binary_and_text_calls_are_bridged_to_grpc() {
+    let (upstream, reporter) = grpc_backend().await;
+    // `grpc_web = true` lands in the location's table.
+    let pingap = Pingap::start(&config(upstream, "", "grpc_web = true"));
+    reporter
+        .set_service_status("pingap.Down", tonic_health::ServingStatus::NotServing)
+        .await;
+    for (text, content_type) in [
+        (false, "application/grpc-web+proto"),
+        (true, "application/grpc-web-text+proto"),
+    ] {
+        let (status, answered_type, bytes) = grpc_web_check(&pingap, SERVICE, text).await;
+        assert_eq!((status, answered_type.as_str()), (200, content_type));
+        // A message frame: HealthCheckResponse { status = SERVING (1) } ...
+        assert_eq!(&bytes[..7], &[0, 0, 0, 0, 2, 0x08, 0x01], "{bytes:?}");
+        // ... then the trailers frame, with grpc-status 0.
+        assert_eq!(bytes[7], 0x80);
+        let trailers = String::from_utf8_lossy(&bytes[12..]).to_lowercase();
+        assert!(trailers.contains("grpc-status:0"), "{trailers}");
+
+        let (_, _, bytes) = grpc_web_check(&pingap, "pingap.Down", text).await;
+        assert_eq!(&bytes[..7], &[0, 0, 0, 0, 2, 0x08, 0x02], "NOT_SERVING");
+    }
 }

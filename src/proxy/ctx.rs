@@ -63,6 +63,8 @@ pub struct RequestCtx {
     pub cache_looked_up: bool,
     /// pingap's own answer, decided when the request was routed.
     pub early_reply: Option<Reply>,
+    /// The gRPC-web bridge, for gRPC-web calls to `grpc_web` locations.
+    pub grpc_web: Option<super::grpc_web::Bridge>,
     _in_flight: InFlightGuard,
 }
 
@@ -81,6 +83,7 @@ impl RequestCtx {
             peer_trusted: false,
             cache_looked_up: false,
             early_reply: None,
+            grpc_web: None,
             _in_flight: in_flight,
         }
     }

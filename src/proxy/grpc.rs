@@ -25,9 +25,9 @@ pub fn is_grpc(req: &RequestHeader) -> bool {
 /// The two gRPC-web encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebKind {
-    /// `application/grpc-web` and `application/grpc-web+proto`: bridged to gRPC.
+    /// `application/grpc-web` and `application/grpc-web+proto`.
     Binary,
-    /// `application/grpc-web-text` (base64): not supported.
+    /// `application/grpc-web-text` (base64).
     Text,
 }
 

@@ -5,7 +5,7 @@
 //! | Pingora phase | what pingap does |
 //! |---|---|
 //! | `new_ctx` | counts the request in flight |
-//! | `early_request_filter` | loads the snapshot, routes, turns the gRPC-web bridge on for `grpc_web` locations |
+//! | `early_request_filter` | loads the snapshot, routes, starts the gRPC-web bridge ([`grpc_web`]) for `grpc_web` locations |
 //! | `request_filter` | answers unrouted requests (404), runs the request phase of the plugins, rewrites the path |
 //! | `request_body_filter` | request-body plugins (size limits) |
 //! | `upstream_peer` | picks a healthy backend of the location's upstream, not one that already failed this request |
@@ -24,6 +24,7 @@ pub mod errors;
 pub mod failover;
 pub mod forwarded;
 pub mod grpc;
+pub mod grpc_web;
 pub(crate) mod respond;
 
 use std::net::{IpAddr, SocketAddr};
@@ -37,9 +38,6 @@ use pingap_plugins::Flow;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::modules::http::HttpModules;
-use pingora::modules::http::compression::ResponseCompressionBuilder;
-use pingora::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
@@ -49,6 +47,7 @@ use crate::router::host::normalize_host;
 use crate::runtime::{Location, RuntimeHandle};
 use crate::vars::VarContext;
 use ctx::{InFlight, RequestCtx};
+use grpc_web::Bridge as GrpcWebBridge;
 use respond::Reply;
 
 /// The proxy logic of one server (listener).
@@ -187,36 +186,17 @@ impl ProxyHttp for Proxy {
         RequestCtx::new(self.in_flight.enter())
     }
 
-    fn init_downstream_modules(&self, modules: &mut HttpModules) {
-        // Pingora's default: response compression, off unless a request turns it on.
-        modules.add_module(ResponseCompressionBuilder::enable(0));
-        modules.add_module(Box::new(GrpcWeb));
-    }
-
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // Routing happens here, before the downstream modules see the request, so that the
-        // gRPC-web bridge is on for the locations that ask for it.
         ctx.early_reply = self.route(session, ctx);
-        if ctx.early_reply.is_none() && ctx.location.as_ref().is_some_and(|l| l.grpc_web) {
-            match grpc::web_kind(session.req_header()) {
-                Some(grpc::WebKind::Binary) => {
-                    if let Some(bridge) = session.downstream_modules_ctx.get_mut::<GrpcWebBridge>()
-                    {
-                        bridge.init();
-                    }
-                }
-                Some(grpc::WebKind::Text) => {
-                    ctx.early_reply = Some(Reply::error(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "grpc-web-text is not supported; send application/grpc-web+proto",
-                    ));
-                }
-                None => {}
-            }
+        if ctx.early_reply.is_none()
+            && ctx.location.as_ref().is_some_and(|l| l.grpc_web)
+            && let Some(kind) = grpc::web_kind(session.req_header())
+        {
+            ctx.grpc_web = Some(GrpcWebBridge::start(kind, session.req_header_mut())?);
         }
         Ok(())
     }
@@ -295,6 +275,9 @@ impl ProxyHttp for Proxy {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(bridge) = &mut ctx.grpc_web {
+            bridge.request_body(body, end_of_stream)?;
+        }
         match &ctx.location {
             Some(location) => location
                 .chain
@@ -364,6 +347,9 @@ impl ProxyHttp for Proxy {
             self.tls,
             &ctx.plugin.host,
         );
+        if let Some(bridge) = &ctx.grpc_web {
+            bridge.upstream_request(upstream_request);
+        }
         let Some(location) = ctx.location.clone() else {
             return Ok(());
         };
@@ -492,6 +478,9 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(bridge) = &mut ctx.grpc_web {
+            bridge.response_header(upstream_response)?;
+        }
         if cache_of(ctx).is_some() {
             let status = crate::cache::status(session.cache.phase(), ctx.cache_looked_up);
             upstream_response.insert_header("x-cache-status", status)?;
@@ -512,7 +501,22 @@ impl ProxyHttp for Proxy {
                 .response_body(body, end_of_stream, &mut ctx.plugin)
                 .map_err(errors::from_plugin)?;
         }
+        if let Some(bridge) = &mut ctx.grpc_web {
+            bridge.response_body(body, end_of_stream);
+        }
         Ok(None)
+    }
+
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Bytes>> {
+        Ok(ctx
+            .grpc_web
+            .as_mut()
+            .and_then(|bridge| bridge.trailers(trailers)))
     }
 
     async fn fail_to_proxy(
