@@ -230,3 +230,75 @@ async fn grpc_web_binary_and_text_calls_are_bridged_to_grpc() {
         assert_eq!(&bytes[..7], &[0, 0, 0, 0, 2, 0x08, 0x02], "NOT_SERVING");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidirectional_streams_interleave_through_the_proxy() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    // gRPC server reflection is a bidirectional stream: each request gets its answer on the
+    // same call.
+    let (_, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let pingap = Pingap::start(&format!(
+        "[upstreams.grpc]\naddrs = ['{upstream}']\nprotocol = 'h2'\n\
+         [locations.reflection]\nupstream = 'grpc'\npath = '/grpc.reflection.v1.ServerReflection/'\n\
+         [servers.main]\naddr = '127.0.0.1:0'\nh2c = true\nlocations = ['reflection']\n"
+    ));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", pingap.addr("main")))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (requests, queue) = tokio::sync::mpsc::channel::<ServerReflectionRequest>(1);
+    let outgoing = futures_util::stream::unfold(queue, |mut queue| async move {
+        queue.recv().await.map(|request| (request, queue))
+    });
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(outgoing)
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..3 {
+        requests
+            .send(ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            })
+            .await
+            .unwrap();
+        // The answer arrives while the call stays open for the next request.
+        let answer = tokio::time::timeout(Duration::from_secs(10), answers.message())
+            .await
+            .expect("an answer within 10 s")
+            .unwrap()
+            .expect("a message");
+        match answer.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => assert!(
+                list.service
+                    .iter()
+                    .any(|s| s.name == "grpc.health.v1.Health"),
+                "{list:?}"
+            ),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    drop(requests);
+    let end = tokio::time::timeout(Duration::from_secs(10), answers.message())
+        .await
+        .expect("the call ends within 10 s");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+}
