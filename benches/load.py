@@ -313,6 +313,24 @@ def ratios(label, ours, theirs):
     )
 
 
+def side_by_side(title, rounds, pingap, nginx, ours, theirs, direct=None):
+    """Alternating rounds of `ours` on pingap and `theirs` on nginx (and `direct`, the ceiling
+    without a proxy); prints the medians and the ratios."""
+    direct_results, our_results, their_results = [], [], []
+    for _ in range(rounds):
+        if direct:
+            direct_results.append(direct())
+        our_results.append(pingap.measure(ours))
+        their_results.append(nginx.measure(theirs))
+    rows = [("no proxy (ceiling)", direct_results, None)] if direct else []
+    rows += [
+        ("nginx", their_results, memory_mib(nginx.pid, "VmHWM")),
+        ("pingap", our_results, memory_mib(pingap.pid, "VmHWM")),
+    ]
+    table(title, rows)
+    ratios("pingap/nginx", our_results, their_results)
+
+
 def idle_connections(port, count, check_url):
     """Opens `count` keep-alive connections that each make one request, then idle."""
     sockets = []
@@ -370,33 +388,23 @@ def main():
             f"{CONNECTIONS} connections; medians"
         )
         for title, path, tool in modes:
-            direct, ours, theirs = [], [], []
-            for _ in range(args.rounds):
-                direct.append(tool(url("backend", path), args.seconds))
-                ours.append(pingap.measure(lambda: tool(url("pingap", path), args.seconds)))
-                theirs.append(nginx.measure(lambda: tool(url("nginx", path), args.seconds)))
-            table(
+            side_by_side(
                 title,
-                [
-                    ("no proxy (ceiling)", direct, None),
-                    ("nginx", theirs, memory_mib(nginx.pid, "VmHWM")),
-                    ("pingap", ours, memory_mib(pingap.pid, "VmHWM")),
-                ],
+                args.rounds,
+                pingap,
+                nginx,
+                lambda: tool(url("pingap", path), args.seconds),
+                lambda: tool(url("nginx", path), args.seconds),
+                direct=lambda: tool(url("backend", path), args.seconds),
             )
-            ratios("pingap/nginx", ours, theirs)
-
-        ours, theirs = [], []
-        for _ in range(args.rounds):
-            ours.append(pingap.measure(lambda: h2load(url("pingap", "/small"), args.seconds)))
-            theirs.append(nginx.measure(lambda: h2load(url("nginx_h2", "/small"), args.seconds)))
-        table(
+        side_by_side(
             "HTTP/2 without TLS (h2c), small body, h2load -m 10",
-            [
-                ("nginx", theirs, memory_mib(nginx.pid, "VmHWM")),
-                ("pingap", ours, memory_mib(pingap.pid, "VmHWM")),
-            ],
+            args.rounds,
+            pingap,
+            nginx,
+            lambda: h2load(url("pingap", "/small"), args.seconds),
+            lambda: h2load(url("nginx_h2", "/small"), args.seconds),
         )
-        ratios("pingap/nginx", ours, theirs)
 
         plain, chain = [], []
         for _ in range(args.rounds):
