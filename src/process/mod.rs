@@ -21,6 +21,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::Source;
+use crate::metrics::MetricsApp;
 use crate::proxy::Proxy;
 use crate::proxy::ctx::InFlight;
 use crate::runtime::{Compiled, ProcessPlan, RuntimeHandle};
@@ -149,6 +150,38 @@ pub fn run(
         };
         tracing::info!(server = %listener.server, addr = %listener.addr, "listening on {scheme}://{}", listener.addr);
     }
+
+    if let Some(metrics) = &plan.metrics {
+        let socket = if flags.upgrade {
+            None
+        } else {
+            Some(
+                listeners::bind(metrics.addr).map_err(|source| StartError::Listen {
+                    server: "[metrics]".to_string(),
+                    addr: metrics.addr,
+                    source,
+                })?,
+            )
+        };
+        let addr = match &socket {
+            Some(socket) => socket.local_addr().unwrap_or(metrics.addr),
+            None => metrics.addr,
+        };
+        let app = MetricsApp {
+            runtime: runtime.clone(),
+            path: metrics.path.clone(),
+        };
+        let mut service = Service::new("metrics".to_string(), app);
+        service.add_tcp(&addr.to_string());
+        match socket {
+            Some(socket) => {
+                server.add_service(listeners::PreBound::new(service, addr.to_string(), socket))
+            }
+            None => server.add_service(listeners::PreBound::adopting(service)),
+        };
+        tracing::info!(%addr, "metrics on http://{addr}{}", metrics.path);
+    }
+    crate::metrics::metrics().installed(1);
 
     server.add_service(background_service(
         "drain",

@@ -50,6 +50,12 @@ impl Reloader {
 
     /// Reloads; returns the new generation and a summary.
     pub fn reload(&self) -> Result<(u64, String), ReloadError> {
+        let result = self.try_reload();
+        crate::metrics::metrics().reloaded(result.as_ref().ok().map(|(generation, _)| *generation));
+        result
+    }
+
+    fn try_reload(&self) -> Result<(u64, String), ReloadError> {
         let loaded = self.source.load()?;
         let current = self.runtime.load();
         let compiled = compile(&loaded, &self.registry, Some(&current))?;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use pingap_plugins::Ctx;
 
@@ -20,6 +21,7 @@ impl InFlight {
     /// Counts a request until the guard is dropped.
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
         self.count.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::metrics().in_flight.inc();
         InFlightGuard(self.clone())
     }
 
@@ -36,6 +38,7 @@ pub struct InFlightGuard(Arc<InFlight>);
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.count.fetch_sub(1, Ordering::Release);
+        crate::metrics::metrics().in_flight.dec();
     }
 }
 
@@ -63,6 +66,10 @@ pub struct RequestCtx {
     pub cache_looked_up: bool,
     /// pingap's own answer, decided when the request was routed.
     pub early_reply: Option<Reply>,
+    /// When the request header arrived.
+    pub started: Instant,
+    /// When the latest backend was chosen.
+    pub upstream_started: Option<Instant>,
     /// The gRPC-web bridge, for gRPC-web calls to `grpc_web` locations.
     pub grpc_web: Option<super::grpc_web::Bridge>,
     _in_flight: InFlightGuard,
@@ -84,6 +91,8 @@ impl RequestCtx {
             cache_looked_up: false,
             early_reply: None,
             grpc_web: None,
+            started: Instant::now(),
+            upstream_started: None,
             _in_flight: in_flight,
         }
     }

@@ -43,6 +43,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::cache::CachePolicy;
+use crate::metrics::ServerMetrics;
 use crate::router::host::normalize_host;
 use crate::runtime::{Location, RuntimeHandle};
 use crate::vars::VarContext;
@@ -53,6 +54,7 @@ use respond::Reply;
 /// The proxy logic of one server (listener).
 pub struct Proxy {
     server: String,
+    metrics: ServerMetrics,
     tls: bool,
     runtime: Arc<RuntimeHandle>,
     in_flight: Arc<InFlight>,
@@ -66,8 +68,10 @@ impl Proxy {
         runtime: Arc<RuntimeHandle>,
         in_flight: Arc<InFlight>,
     ) -> Self {
+        let server = server.into();
         Proxy {
-            server: server.into(),
+            metrics: crate::metrics::metrics().server(&server),
+            server,
             tls,
             runtime,
             in_flight,
@@ -218,6 +222,10 @@ impl ProxyHttp for Proxy {
             match flow {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Respond(response)) => {
+                    if response.status.as_u16() >= 400 {
+                        crate::metrics::metrics()
+                            .rejection(&location.name, response.status.as_u16());
+                    }
                     respond::send(session, ctx, Reply::Plugin(response)).await?;
                     return Ok(true);
                 }
@@ -300,6 +308,7 @@ impl ProxyHttp for Proxy {
                 Error::explain(ErrorType::HTTPStatus(503), "this location has no upstream")
             })?;
         ctx.attempts.start();
+        ctx.upstream_started = Some(std::time::Instant::now());
         let selected = pool
             .select(
                 session.req_header(),
@@ -406,6 +415,13 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let (Some(pool), Some(started)) = (
+            ctx.location.as_ref().and_then(|l| l.upstream.as_ref()),
+            ctx.upstream_started,
+        ) {
+            pool.response_time()
+                .observe(started.elapsed().as_secs_f64());
+        }
         match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
             Some(pool) => failover::answered(
                 pool,
@@ -484,6 +500,9 @@ impl ProxyHttp for Proxy {
         if cache_of(ctx).is_some() {
             let status = crate::cache::status(session.cache.phase(), ctx.cache_looked_up);
             upstream_response.insert_header("x-cache-status", status)?;
+            if let Some(location) = &ctx.location {
+                location.metrics.cache(status);
+            }
         }
         respond::finish_response_header(session.req_header(), upstream_response, ctx)
     }
@@ -548,8 +567,15 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map_or(0, |resp| resp.status.as_u16());
+        self.metrics.finished(status);
         if let Some(location) = &ctx.location {
+            location
+                .metrics
+                .finished(&session.req_header().method, status, ctx.started.elapsed());
             location.chain.logging(&mut ctx.plugin);
         }
     }

@@ -13,12 +13,15 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use pingap_plugins::{BuildContext, Chain, Instance, Registry};
 
-use super::{CompiledPlugin, ListenerPlan, Location, ProcessPlan, Runtime, ServerRoutes};
+use super::{
+    CompiledPlugin, ListenerPlan, Location, MetricsPlan, ProcessPlan, Runtime, ServerRoutes,
+};
 use crate::cache::{CachePlugin, CachePolicy};
 use crate::config::schema::{Config, Location as LocationSpec, Plugin as PluginSpec};
 use crate::config::validate::{Findings, parse_listen_addr, validate};
 use crate::config::{ConfigErrors, Loaded, Origins};
 use crate::headers::HeaderRules;
+use crate::metrics::metrics;
 use crate::proxy::error_page::ErrorPages;
 use crate::proxy::forwarded::TrustedProxies;
 use crate::router::conditions::Conditions;
@@ -190,7 +193,31 @@ impl Context<'_> {
             upstream_keepalive_pool_size: basic
                 .upstream_keepalive_pool_size
                 .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
+            metrics: self.metrics_plan(),
             listeners: Vec::new(),
+        }
+    }
+
+    fn metrics_plan(&mut self) -> Option<MetricsPlan> {
+        let spec = self.config.metrics.as_ref().filter(|m| m.enabled)?;
+        let path = spec.path.clone().unwrap_or_else(|| "/metrics".to_string());
+        if !path.starts_with('/') {
+            self.error("metrics", "path", format!("\"{path}\" must start with /"));
+        }
+        let Some(addr) = spec.addr.as_deref() else {
+            self.error(
+                "metrics",
+                "addr",
+                "an enabled endpoint needs an addr, e.g. \"127.0.0.1:9100\"",
+            );
+            return None;
+        };
+        match parse_listen_addr(addr) {
+            Ok(addr) => Some(MetricsPlan { addr, path }),
+            Err(e) => {
+                self.error("metrics", "addr", e);
+                None
+            }
         }
     }
 
@@ -440,6 +467,7 @@ impl Context<'_> {
             cache: caches.into_iter().next(),
             websocket_idle_timeout: spec.websocket_idle_timeout.map(|d| d.get()),
             grpc_web: spec.grpc_web.unwrap_or(false),
+            metrics: metrics().location(name),
         };
         Some((parts, Arc::new(location)))
     }
@@ -597,9 +625,6 @@ impl Context<'_> {
         let mut pending = Vec::new();
         if !config.certificates.is_empty() {
             pending.push("[certificates]");
-        }
-        if config.metrics.as_ref().is_some_and(|m| m.enabled) {
-            pending.push("[metrics]");
         }
         if config.tracing.as_ref().is_some_and(|t| t.enabled) {
             pending.push("[tracing]");

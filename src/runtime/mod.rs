@@ -19,6 +19,7 @@ use pingap_plugins::{Chain, Instance};
 
 use crate::cache::CachePolicy;
 use crate::headers::HeaderRules;
+use crate::metrics::LocationMetrics;
 use crate::proxy::error_page::ErrorPages;
 use crate::proxy::forwarded::TrustedProxies;
 use crate::router::Router;
@@ -94,6 +95,8 @@ pub struct Location {
     pub websocket_idle_timeout: Option<Duration>,
     /// Whether gRPC-web calls are bridged to gRPC.
     pub grpc_web: bool,
+    /// Its counters.
+    pub metrics: LocationMetrics,
 }
 
 /// Settings that shape the process rather than requests: they take effect at start.
@@ -121,8 +124,19 @@ pub struct ProcessPlan {
     pub log_level: String,
     /// Idle upstream connections kept.
     pub upstream_keepalive_pool_size: usize,
+    /// The Prometheus endpoint, when `[metrics]` is enabled.
+    pub metrics: Option<MetricsPlan>,
     /// One listener per server.
     pub listeners: Vec<ListenerPlan>,
+}
+
+/// Where `[metrics]` is served.
+#[derive(Debug, Clone)]
+pub struct MetricsPlan {
+    /// The listen address.
+    pub addr: SocketAddr,
+    /// The path.
+    pub path: String,
 }
 
 /// A server's listener.

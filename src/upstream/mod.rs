@@ -50,6 +50,7 @@ pub struct Pool {
     retry: RetryPolicy,
     discovery: Discovery,
     connect: ConnectOptions,
+    response_time: prometheus::Histogram,
 }
 
 /// The backends of a pool at one moment, with the balancer over them.
@@ -185,6 +186,7 @@ impl Pool {
                 .collect()
         };
         let name: Arc<str> = Arc::from(name);
+        let response_time = crate::metrics::metrics().upstream(&name);
         let algorithm = spec.algorithm.unwrap_or_default();
         let previous = cx.previous.map(|p| p.members.load_full());
         let members = build_members(
@@ -209,6 +211,7 @@ impl Pool {
                 retry_timeout: spec.retry_timeout.map(|d| d.get()),
             },
             discovery,
+            response_time,
             connect: ConnectOptions {
                 tls: spec.tls.unwrap_or(https || !sni.is_empty()),
                 sni,
@@ -259,6 +262,11 @@ impl Pool {
     /// The active health check, if configured.
     pub fn health_check(&self) -> Option<&HealthCheck> {
         self.check.as_ref()
+    }
+
+    /// The histogram of its backends' response times.
+    pub fn response_time(&self) -> &prometheus::Histogram {
+        &self.response_time
     }
 
     /// How the backends are found.

@@ -1,0 +1,423 @@
+//! Prometheus metrics: what pingap counts, and the `[metrics]` endpoint that serves them.
+//!
+//! Label values are bounded: server, location and upstream names from the configuration,
+//! backend addresses, methods folded to eight values and statuses to their class — never raw
+//! paths or hosts. The per-request counters are resolved once per location and server when the
+//! configuration is compiled, so a request only adds to atomics (no label lookup, no lock).
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `pingap_requests_total` | location, method, status | requests answered, by status class |
+//! | `pingap_server_requests_total` | server, status | the same by server (unrouted requests too) |
+//! | `pingap_request_duration_seconds` | location | time from the request header to the end of the response |
+//! | `pingap_upstream_response_seconds` | upstream | time from choosing a backend to its response header |
+//! | `pingap_requests_in_flight` | | requests being served |
+//! | `pingap_plugin_rejections_total` | location, status | requests a plugin answered itself (4xx/5xx) |
+//! | `pingap_cache_requests_total` | location, status | `X-Cache-Status` of requests to cached locations |
+//! | `pingap_backend_up` | upstream, backend | 1 when the backend gets requests (checks, passive health, circuit) |
+//! | `pingap_backend_circuit_state` | upstream, backend | 0 closed, 1 open, 2 half-open |
+//! | `pingap_config_reloads_total` | result | reloads, `ok` or `failed` |
+//! | `pingap_config_generation` | | generation of the running configuration |
+//! | `pingap_config_last_reload_timestamp_seconds` | | when it was installed |
+//! | `pingap_uptime_seconds` | | since the process started |
+//! | `pingap_build_info` | version | always 1 |
+//! | `process_*` | | CPU seconds, resident memory, open fds, threads, start time |
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::Method;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use indexmap::IndexMap;
+
+use crate::runtime::RuntimeHandle;
+use crate::upstream::Pool;
+use crate::upstream::health::Circuit;
+
+/// Buckets of the duration histograms, in seconds: sub-millisecond up to a minute.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+/// The methods counted by name; others count as `OTHER`.
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
+/// Status classes.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// `X-Cache-Status` values.
+const CACHE_STATUSES: [&str; 6] = ["HIT", "MISS", "EXPIRED", "STALE", "REVALIDATED", "BYPASS"];
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    started: Instant,
+    requests: IntCounterVec,
+    server_requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream: HistogramVec,
+    /// Requests being served.
+    pub in_flight: IntGauge,
+    rejections: IntCounterVec,
+    cache: IntCounterVec,
+    backend_up: IntGaugeVec,
+    circuit: IntGaugeVec,
+    reloads: IntCounterVec,
+    generation: IntGauge,
+    last_reload: Gauge,
+    uptime: Gauge,
+}
+
+/// The process's metrics, registered on first use.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Builds a metric and registers it; the names and labels are constants, so this cannot fail
+/// except by a programming error, which the unit tests catch.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    match metric.and_then(|m| registry.register(Box::new(m.clone())).map(|()| m)) {
+        Ok(metric) => metric,
+        Err(e) => panic!("metric definition: {e}"),
+    }
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let r = &registry;
+        let hist =
+            |name: &str, help: &str| HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
+        let metrics = Metrics {
+            started: Instant::now(),
+            requests: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "pingap_requests_total",
+                        "Requests answered, by location, method and status class",
+                    ),
+                    &["location", "method", "status"],
+                ),
+            ),
+            server_requests: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "pingap_server_requests_total",
+                        "Requests answered, by server and status class",
+                    ),
+                    &["server", "status"],
+                ),
+            ),
+            duration: registered(
+                r,
+                HistogramVec::new(
+                    hist(
+                        "pingap_request_duration_seconds",
+                        "Time from the request header to the end of the response",
+                    ),
+                    &["location"],
+                ),
+            ),
+            upstream: registered(
+                r,
+                HistogramVec::new(
+                    hist(
+                        "pingap_upstream_response_seconds",
+                        "Time from choosing a backend to its response header",
+                    ),
+                    &["upstream"],
+                ),
+            ),
+            in_flight: registered(
+                r,
+                IntGauge::new("pingap_requests_in_flight", "Requests being served"),
+            ),
+            rejections: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "pingap_plugin_rejections_total",
+                        "Requests a plugin answered itself",
+                    ),
+                    &["location", "status"],
+                ),
+            ),
+            cache: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "pingap_cache_requests_total",
+                        "Requests to cached locations, by X-Cache-Status",
+                    ),
+                    &["location", "status"],
+                ),
+            ),
+            backend_up: registered(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("pingap_backend_up", "1 when the backend gets requests"),
+                    &["upstream", "backend"],
+                ),
+            ),
+            circuit: registered(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "pingap_backend_circuit_state",
+                        "Circuit breaker: 0 closed, 1 open, 2 half-open",
+                    ),
+                    &["upstream", "backend"],
+                ),
+            ),
+            reloads: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new("pingap_config_reloads_total", "Configuration reloads"),
+                    &["result"],
+                ),
+            ),
+            generation: registered(
+                r,
+                IntGauge::new(
+                    "pingap_config_generation",
+                    "Generation of the running configuration",
+                ),
+            ),
+            last_reload: registered(
+                r,
+                Gauge::new(
+                    "pingap_config_last_reload_timestamp_seconds",
+                    "When the running configuration was installed",
+                ),
+            ),
+            uptime: registered(
+                r,
+                Gauge::new("pingap_uptime_seconds", "Seconds since the process started"),
+            ),
+            registry: registry.clone(),
+        };
+        let build = registered(
+            r,
+            IntGaugeVec::new(
+                Opts::new("pingap_build_info", "The running build"),
+                &["version"],
+            ),
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = metrics.registry.register(Box::new(process));
+        }
+        metrics
+    }
+
+    /// The counters of one location.
+    pub fn location(&self, name: &str) -> LocationMetrics {
+        LocationMetrics {
+            name: Arc::from(name),
+            requests: METHODS.map(|method| {
+                CLASSES.map(|class| self.requests.with_label_values(&[name, method, class]))
+            }),
+            duration: self.duration.with_label_values(&[name]),
+            cache: CACHE_STATUSES.map(|status| self.cache.with_label_values(&[name, status])),
+        }
+    }
+
+    /// The counters of one server.
+    pub fn server(&self, name: &str) -> ServerMetrics {
+        ServerMetrics {
+            requests: CLASSES.map(|class| self.server_requests.with_label_values(&[name, class])),
+        }
+    }
+
+    /// The response-time histogram of one upstream.
+    pub fn upstream(&self, name: &str) -> Histogram {
+        self.upstream.with_label_values(&[name])
+    }
+
+    /// Counts a request a plugin answered with `status` (a rare path: resolved per call).
+    pub fn rejection(&self, location: &str, status: u16) {
+        self.rejections
+            .with_label_values(&[location, &status.to_string()])
+            .inc();
+    }
+
+    /// Records a reload attempt.
+    pub fn reloaded(&self, generation: Option<u64>) {
+        match generation {
+            Some(generation) => {
+                self.reloads.with_label_values(&["ok"]).inc();
+                self.installed(generation);
+            }
+            None => self.reloads.with_label_values(&["failed"]).inc(),
+        }
+    }
+
+    /// Records that configuration `generation` runs from now.
+    pub fn installed(&self, generation: u64) {
+        self.generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        self.last_reload.set(now.as_secs_f64());
+    }
+
+    /// The text exposition of every metric, with the backend gauges of `upstreams` refreshed.
+    pub fn render(&self, upstreams: &IndexMap<String, Arc<Pool>>) -> Vec<u8> {
+        self.uptime.set(self.started.elapsed().as_secs_f64());
+        self.backend_up.reset();
+        self.circuit.reset();
+        let now = crate::upstream::health::now_ms();
+        for (name, pool) in upstreams {
+            for member in pool.members().backends() {
+                let labels = [name.as_str(), &member.addr.to_string()];
+                self.backend_up
+                    .with_label_values(&labels)
+                    .set(i64::from(member.health.serving(now)));
+                let state = match member.health.circuit() {
+                    Circuit::Closed => 0,
+                    Circuit::Open => 1,
+                    Circuit::HalfOpen => 2,
+                };
+                self.circuit.with_label_values(&labels).set(state);
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!("could not encode the metrics: {e}");
+        }
+        out
+    }
+}
+
+/// The pre-resolved counters of one location.
+pub struct LocationMetrics {
+    name: Arc<str>,
+    requests: [[IntCounter; 5]; 8],
+    duration: Histogram,
+    cache: [IntCounter; 6],
+}
+
+impl LocationMetrics {
+    /// Counts a finished request.
+    pub fn finished(&self, method: &Method, status: u16, elapsed: Duration) {
+        if let Some(class) = class(status) {
+            self.requests[method_index(method)][class].inc();
+        }
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an `X-Cache-Status`.
+    pub fn cache(&self, status: &str) {
+        if let Some(index) = CACHE_STATUSES.iter().position(|s| *s == status) {
+            self.cache[index].inc();
+        }
+    }
+
+    /// The location's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The pre-resolved counters of one server.
+pub struct ServerMetrics {
+    requests: [IntCounter; 5],
+}
+
+impl ServerMetrics {
+    /// Counts a finished request.
+    pub fn finished(&self, status: u16) {
+        if let Some(class) = class(status) {
+            self.requests[class].inc();
+        }
+    }
+}
+
+fn class(status: u16) -> Option<usize> {
+    match status {
+        100..=599 => Some(usize::from(status / 100 - 1)),
+        _ => None,
+    }
+}
+
+fn method_index(method: &Method) -> usize {
+    METHODS
+        .iter()
+        .position(|m| *m == method.as_str())
+        .unwrap_or(METHODS.len() - 1)
+}
+
+/// The `[metrics]` endpoint.
+pub struct MetricsApp {
+    /// The configuration whose backends are reported.
+    pub runtime: Arc<RuntimeHandle>,
+    /// The path served (anything else is a 404).
+    pub path: String,
+}
+
+#[async_trait::async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let (status, content_type, body) = if session.req_header().uri.path() == self.path {
+            (
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics().render(&self.runtime.load().upstreams),
+            )
+        } else {
+            (404, "text/plain", b"not found\n".to_vec())
+        };
+        http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_and_classes_fold() {
+        let metrics = metrics();
+        let location = metrics.location("api");
+        location.finished(&Method::GET, 204, Duration::from_micros(300));
+        location.finished(&Method::from_bytes(b"PURGE").unwrap(), 503, Duration::ZERO);
+        metrics.server("main").finished(404);
+        assert_eq!(class(99), None);
+        assert_eq!(class(599), Some(4));
+        let text = String::from_utf8(metrics.render(&IndexMap::new())).unwrap();
+        assert!(
+            text.contains(r#"pingap_requests_total{location="api",method="GET",status="2xx"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pingap_requests_total{location="api",method="OTHER",status="5xx"} 1"#)
+        );
+        assert!(text.contains(r#"pingap_server_requests_total{server="main",status="4xx"} 1"#));
+        assert!(
+            text.contains(
+                r#"pingap_request_duration_seconds_bucket{location="api",le="0.0005"} 2"#
+            )
+        );
+        assert!(text.contains("pingap_build_info{version="));
+    }
+}
