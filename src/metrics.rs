@@ -12,6 +12,8 @@
 //! | `pingap_request_duration_seconds` | location | time from the request header to the end of the response |
 //! | `pingap_upstream_response_seconds` | upstream | time from choosing a backend to its response header |
 //! | `pingap_requests_in_flight` | | requests being served |
+//! | `pingap_connections_active`, `pingap_connections_total` | server | client connections open now, and accepted |
+//! | `pingap_body_bytes_total` | server, direction | body bytes received (`in`) and sent (`out`) |
 //! | `pingap_plugin_rejections_total` | location, status | requests a plugin answered itself (4xx/5xx) |
 //! | `pingap_cache_requests_total` | location, status | `X-Cache-Status` of requests to cached locations |
 //! | `pingap_backend_up` | upstream, backend | 1 when the backend gets requests (checks, passive health, circuit) |
@@ -64,6 +66,9 @@ pub struct Metrics {
     upstream: HistogramVec,
     /// Requests being served.
     pub in_flight: IntGauge,
+    connections: IntGaugeVec,
+    connections_total: IntCounterVec,
+    body_bytes: IntCounterVec,
     rejections: IntCounterVec,
     cache: IntCounterVec,
     backend_up: IntGaugeVec,
@@ -143,6 +148,30 @@ impl Metrics {
             in_flight: registered(
                 r,
                 IntGauge::new("pingap_requests_in_flight", "Requests being served"),
+            ),
+            connections: registered(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("pingap_connections_active", "Client connections open now"),
+                    &["server"],
+                ),
+            ),
+            connections_total: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new("pingap_connections_total", "Client connections accepted"),
+                    &["server"],
+                ),
+            ),
+            body_bytes: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "pingap_body_bytes_total",
+                        "Body bytes received from clients (in) and sent to them (out)",
+                    ),
+                    &["server", "direction"],
+                ),
             ),
             rejections: registered(
                 r,
@@ -240,6 +269,10 @@ impl Metrics {
     pub fn server(&self, name: &str) -> ServerMetrics {
         ServerMetrics {
             requests: CLASSES.map(|class| self.server_requests.with_label_values(&[name, class])),
+            bytes_in: self.body_bytes.with_label_values(&[name, "in"]),
+            bytes_out: self.body_bytes.with_label_values(&[name, "out"]),
+            connections: self.connections.with_label_values(&[name]),
+            connections_total: self.connections_total.with_label_values(&[name]),
         }
     }
 
@@ -335,16 +368,39 @@ impl LocationMetrics {
 }
 
 /// The pre-resolved counters of one server.
+#[derive(Clone)]
 pub struct ServerMetrics {
     requests: [IntCounter; 5],
+    bytes_in: IntCounter,
+    bytes_out: IntCounter,
+    connections: IntGauge,
+    connections_total: IntCounter,
 }
 
 impl ServerMetrics {
-    /// Counts a finished request.
-    pub fn finished(&self, status: u16) {
+    /// Counts a finished request with its body bytes received and sent.
+    pub fn finished(&self, status: u16, bytes_in: usize, bytes_out: usize) {
         if let Some(class) = class(status) {
             self.requests[class].inc();
         }
+        self.bytes_in.inc_by(bytes_in as u64);
+        self.bytes_out.inc_by(bytes_out as u64);
+    }
+
+    /// Counts a connection as open until the guard is dropped.
+    pub fn connection(&self) -> ConnectionGuard {
+        self.connections_total.inc();
+        self.connections.inc();
+        ConnectionGuard(self.connections.clone())
+    }
+}
+
+/// Keeps a client connection counted in `pingap_connections_active`.
+pub struct ConnectionGuard(IntGauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -401,7 +457,7 @@ mod tests {
         let location = metrics.location("api");
         location.finished(&Method::GET, 204, Duration::from_micros(300));
         location.finished(&Method::from_bytes(b"PURGE").unwrap(), 503, Duration::ZERO);
-        metrics.server("main").finished(404);
+        metrics.server("main").finished(404, 0, 10);
         assert_eq!(class(99), None);
         assert_eq!(class(599), Some(4));
         let text = String::from_utf8(metrics.render(&IndexMap::new())).unwrap();

@@ -61,6 +61,13 @@ async fn scrape_until(url: &str, lines: &[String]) -> String {
     panic!("missing {missing:?} in\n{text}");
 }
 
+/// The value of the sample named exactly `series` (name and labels).
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_match_the_requests_and_promtool_accepts_the_output() {
     let backend = Backend::start("b").await;
@@ -109,17 +116,26 @@ async fn counters_match_the_requests_and_promtool_accepts_the_output() {
             .status(),
         404
     );
+    let upload = client
+        .post(format!("{base}/api"))
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 200);
 
     let expected: Vec<String> = [
         r#"pingap_requests_total{location="api",method="GET",status="2xx"} 5"#,
+        r#"pingap_requests_total{location="api",method="POST",status="2xx"} 1"#,
+        r#"pingap_body_bytes_total{direction="in",server="main"} 1000"#,
         r#"pingap_requests_total{location="denied",method="GET",status="4xx"} 2"#,
         r#"pingap_requests_total{location="dead",method="POST",status="5xx"} 1"#,
-        r#"pingap_server_requests_total{server="main",status="2xx"} 5"#,
+        r#"pingap_server_requests_total{server="main",status="2xx"} 6"#,
         r#"pingap_server_requests_total{server="main",status="4xx"} 3"#,
         r#"pingap_server_requests_total{server="main",status="5xx"} 1"#,
         r#"pingap_plugin_rejections_total{location="denied",status="403"} 2"#,
-        r#"pingap_request_duration_seconds_count{location="api"} 5"#,
-        r#"pingap_upstream_response_seconds_count{upstream="api"} 5"#,
+        r#"pingap_request_duration_seconds_count{location="api"} 6"#,
+        r#"pingap_upstream_response_seconds_count{upstream="api"} 6"#,
         "pingap_config_generation 1",
         "pingap_requests_in_flight 0",
     ]
@@ -140,6 +156,38 @@ async fn counters_match_the_requests_and_promtool_accepts_the_output() {
     assert!(text.contains("process_resident_memory_bytes"), "{text}");
     assert!(text.contains("pingap_build_info{version=\""), "{text}");
     assert!(!text.contains("/nothing"), "no raw paths in labels");
+    assert!(
+        value(
+            &text,
+            r#"pingap_body_bytes_total{direction="out",server="main"}"#
+        ) > 0.0
+    );
+
+    // Three more client connections, held open, are counted as active.
+    let active = value(&text, r#"pingap_connections_active{server="main"}"#);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(pingap.addr("main"))
+            .await
+            .unwrap();
+        socket
+            .write_all(b"GET /api HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        assert!(socket.read(&mut buf).await.unwrap() > 0);
+        held.push(socket);
+    }
+    scrape_until(
+        &url,
+        &[format!(
+            r#"pingap_connections_active{{server="main"}} {}"#,
+            active + 3.0
+        )],
+    )
+    .await;
+    drop(held);
 
     // promtool, Prometheus's own checker, accepts the exposition.
     let mut promtool = std::process::Command::new("promtool")

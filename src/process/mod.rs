@@ -113,7 +113,7 @@ pub fn run(
             options.h2c = true;
             http.server_options = Some(options);
         }
-        let app = linger::Lingering::new(http);
+        let app = linger::Lingering::new(http, &listener.server);
         let mut service = Service::new(format!("server {}", listener.server), app);
         service.threads = listener.threads;
         match &listener.tls {

@@ -571,7 +571,8 @@ impl ProxyHttp for Proxy {
         let status = session
             .response_written()
             .map_or(0, |resp| resp.status.as_u16());
-        self.metrics.finished(status);
+        self.metrics
+            .finished(status, session.body_bytes_read(), session.body_bytes_sent());
         if let Some(location) = &ctx.location {
             location
                 .metrics
