@@ -11,7 +11,7 @@ use http::HeaderName;
 use pingap_plugins::request::{cookie, query_arg};
 use pingora::http::RequestHeader;
 use pingora::lb::discovery::Static;
-use pingora::lb::selection::{Consistent, RoundRobin};
+use pingora::lb::selection::Consistent;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 
 use super::health::BackendHealth;
@@ -95,12 +95,7 @@ pub struct Selected {
 /// How an upstream chooses.
 pub enum Balancer {
     /// Each backend in turn, in proportion to its weight.
-    RoundRobin {
-        /// The rotation.
-        rotation: LoadBalancer<RoundRobin>,
-        /// Steps taken looking for an acceptable backend.
-        max_steps: usize,
-    },
+    RoundRobin(Rotation),
     /// A ketama ring over the backends, keyed by a request key.
     Consistent {
         /// The ring.
@@ -126,10 +121,9 @@ impl Balancer {
         // practice; only taken when backends are refused.
         let max_steps = (total_weight * 4).clamp(16, 4096);
         Ok(match (algorithm, hash_key) {
-            (Algorithm::RoundRobin | Algorithm::WeightedRoundRobin, None) => Balancer::RoundRobin {
-                rotation: load_balancer(backends)?,
-                max_steps,
-            },
+            (Algorithm::RoundRobin | Algorithm::WeightedRoundRobin, None) => {
+                Balancer::RoundRobin(Rotation::new(backends))
+            }
             (Algorithm::LeastConnections, None) => {
                 Balancer::LeastConnections(LeastConnections::new(backends))
             }
@@ -163,12 +157,7 @@ impl Balancer {
             _slot: None,
         };
         match self {
-            Balancer::RoundRobin {
-                rotation,
-                max_steps,
-            } => rotation
-                .select_with(b"", *max_steps, |b, _| accept(b))
-                .map(plain),
+            Balancer::RoundRobin(rotation) => rotation.select(accept).map(plain),
             Balancer::Consistent {
                 ring,
                 key,
@@ -202,6 +191,57 @@ where
     match balancer.update().now_or_never() {
         Some(Ok(())) => Ok(balancer),
         _ => Err("could not build the backend selector".to_string()),
+    }
+}
+
+/// Weighted round robin without allocating: the backends' indices in a fixed smooth order (a
+/// backend of weight 3 appears three times, spread out), walked by one atomic counter. Pingora's
+/// round robin allocates a set on every selection to skip repeats.
+pub struct Rotation {
+    backends: Vec<Backend>,
+    order: Vec<usize>,
+    next: AtomicUsize,
+}
+
+impl Rotation {
+    fn new(backends: BTreeSet<Backend>) -> Rotation {
+        let backends: Vec<Backend> = backends.into_iter().collect();
+        // nginx's smooth weighted round robin, run for one full cycle.
+        let weights: Vec<i64> = backends
+            .iter()
+            .map(|b| i64::try_from(b.weight.max(1)).unwrap_or(1))
+            .collect();
+        let total: i64 = weights.iter().sum();
+        let mut current = vec![0i64; backends.len()];
+        let mut order = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        for _ in 0..total {
+            for (current, weight) in current.iter_mut().zip(&weights) {
+                *current += weight;
+            }
+            let Some(best) = (0..current.len()).max_by_key(|i| (current[*i], usize::MAX - i))
+            else {
+                break;
+            };
+            current[best] -= total;
+            order.push(best);
+        }
+        Rotation {
+            backends,
+            order,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn select(&self, accept: &dyn Fn(&Backend) -> bool) -> Option<Backend> {
+        let len = self.order.len();
+        if len == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..len)
+            .map(|step| &self.backends[self.order[(start + step) % len]])
+            .find(|backend| accept(backend))
+            .cloned()
     }
 }
 
@@ -306,6 +346,25 @@ mod tests {
 
     fn port(selected: &Selected) -> u16 {
         selected.backend.addr.as_inet().unwrap().port()
+    }
+
+    #[test]
+    fn round_robin_is_smooth_weighted_and_skips_refused_backends() {
+        let mut set = backends(2);
+        let heavy = set.pop_first().unwrap();
+        set.insert(Backend { weight: 3, ..heavy });
+        let balancer = Balancer::build(Algorithm::WeightedRoundRobin, None, set).unwrap();
+        let req = get("/");
+        let picks: Vec<u16> = (0..400)
+            .map(|_| port(&balancer.select(&req, None, &|_| true).unwrap()))
+            .collect();
+        assert_eq!(picks.iter().filter(|p| **p == 1).count(), 300);
+        assert_eq!(&picks[..4], &[1, 1, 2, 1], "spread out, not 1 1 1 2");
+        let only_two = |b: &Backend| b.addr.as_inet().unwrap().port() == 2;
+        for _ in 0..5 {
+            assert_eq!(port(&balancer.select(&req, None, &only_two).unwrap()), 2);
+        }
+        assert!(balancer.select(&req, None, &|_| false).is_none());
     }
 
     #[test]
