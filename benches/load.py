@@ -140,8 +140,9 @@ def wrk(url, seconds, headers=()):
     errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": parse_duration_ms(re.search(r"50%\s+(\S+)", out).group(1)),
-        "p99": parse_duration_ms(re.search(r"99%\s+(\S+)", out).group(1)),
+        # Anchored: the thread stats above end in "+/- Stdev" percentages such as "77.50%".
+        "p50": parse_duration_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+        "p99": parse_duration_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
         "requests": total,
         "errors": errors,
     }
