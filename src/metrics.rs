@@ -38,6 +38,7 @@ use prometheus::{
 
 use indexmap::IndexMap;
 
+use crate::proxy::ctx::InFlight;
 use crate::runtime::RuntimeHandle;
 use crate::upstream::Pool;
 use crate::upstream::health::Circuit;
@@ -64,8 +65,7 @@ pub struct Metrics {
     server_requests: IntCounterVec,
     duration: HistogramVec,
     upstream: HistogramVec,
-    /// Requests being served.
-    pub in_flight: IntGauge,
+    in_flight: IntGauge,
     connections: IntGaugeVec,
     connections_total: IntCounterVec,
     body_bytes: IntCounterVec,
@@ -309,9 +309,12 @@ impl Metrics {
         self.last_reload.set(now.as_secs_f64());
     }
 
-    /// The text exposition of every metric, with the backend gauges of `upstreams` refreshed.
-    pub fn render(&self, upstreams: &IndexMap<String, Arc<Pool>>) -> Vec<u8> {
+    /// The text exposition of every metric, with the gauges read from the process at scrape
+    /// time refreshed: requests in flight, and the backends of `upstreams`.
+    pub fn render(&self, in_flight: usize, upstreams: &IndexMap<String, Arc<Pool>>) -> Vec<u8> {
         self.uptime.set(self.started.elapsed().as_secs_f64());
+        self.in_flight
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
         self.backend_up.reset();
         self.circuit.reset();
         let now = crate::upstream::health::now_ms();
@@ -422,6 +425,8 @@ fn method_index(method: &Method) -> usize {
 pub struct MetricsApp {
     /// The configuration whose backends are reported.
     pub runtime: Arc<RuntimeHandle>,
+    /// The requests in flight (the count graceful shutdown waits on).
+    pub in_flight: Arc<InFlight>,
     /// The path served (anything else is a 404).
     pub path: String,
 }
@@ -433,7 +438,7 @@ impl ServeHttp for MetricsApp {
             (
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                metrics().render(&self.runtime.load().upstreams),
+                metrics().render(self.in_flight.count(), &self.runtime.load().upstreams),
             )
         } else {
             (404, "text/plain", b"not found\n".to_vec())
@@ -460,7 +465,7 @@ mod tests {
         metrics.server("main").finished(404, 0, 10);
         assert_eq!(class(99), None);
         assert_eq!(class(599), Some(4));
-        let text = String::from_utf8(metrics.render(&IndexMap::new())).unwrap();
+        let text = String::from_utf8(metrics.render(0, &IndexMap::new())).unwrap();
         assert!(
             text.contains(r#"pingap_requests_total{location="api",method="GET",status="2xx"} 1"#),
             "{text}"

@@ -169,6 +169,7 @@ pub fn run(
         };
         let app = MetricsApp {
             runtime: runtime.clone(),
+            in_flight: in_flight.clone(),
             path: metrics.path.clone(),
         };
         let mut service = Service::new("metrics".to_string(), app);

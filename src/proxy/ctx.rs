@@ -21,7 +21,6 @@ impl InFlight {
     /// Counts a request until the guard is dropped.
     pub fn enter(self: &Arc<Self>) -> InFlightGuard {
         self.count.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::metrics().in_flight.inc();
         InFlightGuard(self.clone())
     }
 
@@ -38,7 +37,6 @@ pub struct InFlightGuard(Arc<InFlight>);
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.0.count.fetch_sub(1, Ordering::Release);
-        crate::metrics::metrics().in_flight.dec();
     }
 }
 
