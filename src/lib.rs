@@ -12,7 +12,7 @@ pub mod cache;
 pub mod config;
 pub mod explain;
 pub mod headers;
-pub mod metrics;
+pub mod observe;
 pub mod process;
 pub mod proxy;
 pub mod router;

@@ -9,7 +9,6 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +18,6 @@ use pingap::config::Source;
 use pingap::explain::{self, Request};
 use pingap::process::{self, RunFlags};
 use pingap::runtime::compile;
-use tracing_subscriber::EnvFilter;
 
 /// A reverse proxy and API gateway built on Pingora.
 #[derive(Parser, Debug)]
@@ -112,7 +110,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    init_logging(&compiled.plan.log_level);
+    pingap::observe::logs::init(&compiled.plan.log_level, compiled.plan.log_format);
     for warning in &compiled.warnings {
         tracing::warn!("{warning}");
     }
@@ -190,17 +188,4 @@ fn run_explain(
 /// clap guarantees one or two request arguments.
 fn unreachable_args() -> (&'static str, &'static str) {
     ("GET", "/")
-}
-
-/// Logs go to stderr; `RUST_LOG`, when set, overrides `basic.log_level`.
-fn init_logging(level: &str) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|value| EnvFilter::try_new(value).ok())
-        .unwrap_or_else(|| EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

@@ -24,23 +24,6 @@ fn config(backend: &Backend, dead: &RefusingPort) -> String {
     )
 }
 
-fn metrics_url(pingap: &Pingap) -> String {
-    let line = tokio::task::block_in_place(|| {
-        pingap
-            .output
-            .wait_for("metrics on http://", Duration::from_secs(10))
-    })
-    .expect("the metrics address is logged");
-    let url = line
-        .split("metrics on ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    url.to_string()
-}
-
 /// Scrapes until every one of `lines` is in the output (logging runs just after a response is
 /// sent, so the last requests may take a moment to be counted); returns the last scrape.
 async fn scrape_until(url: &str, lines: &[String]) -> String {
@@ -73,7 +56,7 @@ async fn counters_match_the_requests_and_promtool_accepts_the_output() {
     let backend = Backend::start("b").await;
     let dead = RefusingPort::new();
     let pingap = Pingap::start(&config(&backend, &dead));
-    let url = metrics_url(&pingap);
+    let url = pingap.metrics_url();
     let client = client();
     let base = format!("http://{}", pingap.addr("main"));
     for _ in 0..5 {

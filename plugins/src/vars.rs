@@ -359,7 +359,9 @@ impl Template {
     }
 }
 
-fn variable_name_len(text: &str) -> usize {
+/// The length of the variable name at the start of `text` (after a `$`): a letter or `_`, then
+/// letters, digits and `_`; 0 when there is none.
+pub fn variable_name_len(text: &str) -> usize {
     let bytes = text.as_bytes();
     if !bytes
         .first()

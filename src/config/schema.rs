@@ -62,6 +62,8 @@ pub struct Basic {
     pub graceful_shutdown_timeout: Option<ConfigDuration>,
     /// Log filter, e.g. `"info"` or `"info,pingap::proxy=debug"` (default `"info"`).
     pub log_level: Option<String>,
+    /// pingap's own log: `"text"` (default) or `"json"` (one object per line).
+    pub log_format: Option<String>,
     /// Peers (IPs or CIDRs) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -238,8 +240,16 @@ pub struct Server {
     /// The locations served, by name.
     #[serde(default)]
     pub locations: Vec<String>,
-    /// Where to write the access log.
+    /// Where to write the access log: a file path or `"stdout"` (default: no access log).
     pub access_log: Option<String>,
+    /// `"combined"` (default), `"common"`, `"json"` or a custom string of `$variables`.
+    pub access_log_format: Option<String>,
+    /// Rotate the access log: `"daily"`, `"hourly"`, a size such as `"100MB"`, or both.
+    pub access_log_rotate: Option<String>,
+    /// Rotated access logs kept; older ones are deleted (default: all kept).
+    pub access_log_keep: Option<usize>,
+    /// Compress rotated access logs with gzip (default false).
+    pub access_log_gzip: Option<bool>,
     /// Certificate chain for HTTPS: a PEM file path or inline PEM.
     pub tls_cert: Option<String>,
     /// Private key for HTTPS: a PEM file path or inline PEM.

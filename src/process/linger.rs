@@ -14,7 +14,7 @@ use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
-use crate::metrics::ServerMetrics;
+use crate::observe::metrics::ServerMetrics;
 
 /// How long after a listener stops accepting its fresh connections may still deliver a request.
 pub const LINGER: Duration = Duration::from_millis(500);
@@ -30,7 +30,7 @@ impl<A> Lingering<A> {
     pub fn new(inner: A, server: &str) -> Self {
         Lingering {
             inner: Arc::new(inner),
-            metrics: crate::metrics::metrics().server(server),
+            metrics: crate::observe::metrics::metrics().server(server),
         }
     }
 }

@@ -21,7 +21,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::Source;
-use crate::metrics::MetricsApp;
+use crate::observe::metrics::MetricsApp;
 use crate::proxy::Proxy;
 use crate::proxy::ctx::InFlight;
 use crate::runtime::{Compiled, ProcessPlan, RuntimeHandle};
@@ -182,7 +182,7 @@ pub fn run(
         };
         tracing::info!(%addr, "metrics on http://{addr}{}", metrics.path);
     }
-    crate::metrics::metrics().installed(1);
+    crate::observe::metrics::metrics().installed(1);
 
     server.add_service(background_service(
         "drain",

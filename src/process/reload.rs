@@ -51,7 +51,8 @@ impl Reloader {
     /// Reloads; returns the new generation and a summary.
     pub fn reload(&self) -> Result<(u64, String), ReloadError> {
         let result = self.try_reload();
-        crate::metrics::metrics().reloaded(result.as_ref().ok().map(|(generation, _)| *generation));
+        crate::observe::metrics::metrics()
+            .reloaded(result.as_ref().ok().map(|(generation, _)| *generation));
         result
     }
 

@@ -1,5 +1,6 @@
 //! Signals: SIGTERM and SIGINT shut down gracefully, SIGQUIT hands the listeners to a new
-//! process (graceful upgrade), SIGHUP reloads the configuration.
+//! process (graceful upgrade), SIGHUP reloads the configuration, SIGUSR1 reopens the access logs
+//! (after logrotate moved them).
 //!
 //! The handlers are registered when the process starts, before it reports that it listens, so a
 //! signal sent right after that is never lost; they are read once Pingora runs (after it has
@@ -9,7 +10,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use super::reload::Reloader;
@@ -22,7 +23,7 @@ pub struct SignalWatch {
 
 /// Registers the handlers; signals that arrive from now on are queued until Pingora runs.
 pub fn register() -> std::io::Result<Signals> {
-    Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP])
+    Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1])
 }
 
 impl SignalWatch {
@@ -54,6 +55,10 @@ impl ShutdownSignalWatch for SignalWatch {
                 SIGHUP => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     self.reloader.reload_and_log();
+                }
+                SIGUSR1 => {
+                    tracing::info!("SIGUSR1: reopening the access logs");
+                    crate::observe::access_log::reopen_all();
                 }
                 SIGQUIT => {
                     tracing::info!("SIGQUIT: handing the listeners over to the new process");

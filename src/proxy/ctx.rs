@@ -8,6 +8,8 @@ use pingap_plugins::Ctx;
 
 use super::failover::Attempts;
 use super::respond::Reply;
+use crate::observe::UpstreamAttempt;
+use crate::observe::access_log::ConnectionSerial;
 use crate::runtime::{Location, Runtime};
 use crate::upstream::balance::Selected;
 
@@ -70,6 +72,12 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     /// The gRPC-web bridge, for gRPC-web calls to `grpc_web` locations.
     pub grpc_web: Option<super::grpc_web::Bridge>,
+    /// Each attempt on a backend, for the access log and traces.
+    pub upstream_attempts: Vec<UpstreamAttempt>,
+    /// The `X-Cache-Status` sent, for cached locations.
+    pub cache_status: Option<&'static str>,
+    /// The client connection's serial and request count, when the access log uses them.
+    pub connection: Option<ConnectionSerial>,
     _in_flight: InFlightGuard,
 }
 
@@ -91,7 +99,27 @@ impl RequestCtx {
             grpc_web: None,
             started: Instant::now(),
             upstream_started: None,
+            upstream_attempts: Vec::new(),
+            cache_status: None,
+            connection: None,
             _in_flight: in_flight,
+        }
+    }
+}
+
+impl RequestCtx {
+    /// The attempt in progress, if any.
+    pub fn current_attempt(&mut self) -> Option<&mut UpstreamAttempt> {
+        self.upstream_attempts
+            .last_mut()
+            .filter(|attempt| attempt.ended.is_none())
+    }
+
+    /// Ends the attempt in progress, with why it failed.
+    pub fn end_attempt(&mut self, failure: Option<String>) {
+        if let Some(attempt) = self.current_attempt() {
+            attempt.ended = Some(Instant::now());
+            attempt.failure = failure;
         }
     }
 }

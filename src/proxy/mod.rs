@@ -29,7 +29,8 @@ pub(crate) mod respond;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -43,7 +44,9 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::cache::CachePolicy;
-use crate::metrics::ServerMetrics;
+use crate::observe::UpstreamAttempt;
+use crate::observe::access_log::{ConnectionSerial, Entry};
+use crate::observe::metrics::ServerMetrics;
 use crate::router::host::normalize_host;
 use crate::runtime::{Location, RuntimeHandle};
 use crate::vars::VarContext;
@@ -70,7 +73,7 @@ impl Proxy {
     ) -> Self {
         let server = server.into();
         Proxy {
-            metrics: crate::metrics::metrics().server(&server),
+            metrics: crate::observe::metrics::metrics().server(&server),
             server,
             tls,
             runtime,
@@ -101,6 +104,21 @@ impl Proxy {
         ctx.plugin.server_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
         ctx.plugin.tls = self.tls;
 
+        if runtime
+            .server(&self.server)
+            .and_then(|server| server.access_log.as_ref())
+            .is_some_and(|log| log.uses_connection())
+            && ctx.connection.is_none()
+            && session.as_http1().is_some()
+        {
+            // The first request on this HTTP/1.x connection (later ones are counted in
+            // `on_connection_reuse`).
+            ctx.connection = Some(ConnectionSerial {
+                serial: NEXT_CONNECTION_SERIAL.fetch_add(1, Ordering::Relaxed),
+                requests: 1,
+            });
+        }
+        let req = session.req_header();
         let reply = match runtime.server(&self.server) {
             None => Some(Reply::error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -136,6 +154,59 @@ impl Proxy {
         reply
     }
 }
+
+impl Proxy {
+    /// Writes the request's line to the server's access log, if it has one.
+    fn access_log(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx, status: u16) {
+        let Some(runtime) = &ctx.runtime else {
+            return;
+        };
+        let Some(log) = runtime
+            .server(&self.server)
+            .and_then(|server| server.access_log.as_ref())
+        else {
+            return;
+        };
+        let ended = Instant::now();
+        let req = session.req_header();
+        let upstream_uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let request_uri = ctx.original_uri.as_deref().unwrap_or(upstream_uri);
+        let mut vars = ctx.plugin.var_context(req, request_uri);
+        if let Some(location) = &ctx.location {
+            vars.location = &location.name;
+            vars.captures = &ctx.captures;
+        }
+        let entry = Entry {
+            vars,
+            upstream_uri,
+            time: SystemTime::now(),
+            ended,
+            duration: ended.duration_since(ctx.started),
+            status,
+            response: session.response_written(),
+            body_bytes_sent: session.body_bytes_sent(),
+            body_bytes_read: session.body_bytes_read(),
+            upstream_name: ctx
+                .location
+                .as_ref()
+                .and_then(|l| l.upstream.as_ref())
+                .map(|pool| pool.name()),
+            attempts: &ctx.upstream_attempts,
+            server: &self.server,
+            connection: ctx.connection,
+            tls: session
+                .digest()
+                .and_then(|digest| digest.ssl_digest.as_deref()),
+            cache_status: ctx.cache_status,
+            error,
+        };
+        log.log(&entry);
+    }
+}
+
+/// The serial number of the next client connection whose requests are logged with
+/// `$connection`.
+static NEXT_CONNECTION_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 /// Whether the connection negotiated TLS 1.2. Clients without TLS 1.3 cipher suites are refused
 /// during the handshake ([`crate::tls::CertResolver`]); this catches those that offered them but
@@ -190,6 +261,29 @@ impl ProxyHttp for Proxy {
         RequestCtx::new(self.in_flight.enter())
     }
 
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        previous: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Ok(previous) = previous.downcast::<ConnectionSerial>() {
+            ctx.connection = Some(ConnectionSerial {
+                serial: previous.serial,
+                requests: previous.requests + 1,
+            });
+        }
+    }
+
+    fn persist_connection_context(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+    ) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        ctx.connection
+            .map(|connection| Box::new(connection) as Box<dyn std::any::Any + Send + Sync>)
+    }
+
     async fn early_request_filter(
         &self,
         session: &mut Session,
@@ -223,7 +317,7 @@ impl ProxyHttp for Proxy {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Respond(response)) => {
                     if response.status.as_u16() >= 400 {
-                        crate::metrics::metrics()
+                        crate::observe::metrics::metrics()
                             .rejection(&location.name, response.status.as_u16());
                     }
                     respond::send(session, ctx, Reply::Plugin(response)).await?;
@@ -300,6 +394,8 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        // A backend answered 502/503 and the request is retried: that attempt is over.
+        ctx.end_attempt(None);
         let pool = ctx
             .location
             .as_ref()
@@ -308,7 +404,7 @@ impl ProxyHttp for Proxy {
                 Error::explain(ErrorType::HTTPStatus(503), "this location has no upstream")
             })?;
         ctx.attempts.start();
-        ctx.upstream_started = Some(std::time::Instant::now());
+        ctx.upstream_started = Some(Instant::now());
         let selected = pool
             .select(
                 session.req_header(),
@@ -335,10 +431,28 @@ impl ProxyHttp for Proxy {
                 .map_or(deadline, |t| t.min(deadline));
             peer.options.read_timeout = Some(read);
         }
+        if let Some(addr) = selected.backend.addr.as_inet() {
+            ctx.upstream_attempts.push(UpstreamAttempt::start(*addr, 0));
+        }
         // Kept until the request ends (least connections counts it in flight till then); a
         // retry replaces it.
         ctx.backend = Some(selected);
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(attempt) = ctx.current_attempt() {
+            attempt.connected = Some(Instant::now());
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -379,6 +493,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         e: Box<Error>,
     ) -> Box<Error> {
+        ctx.end_attempt(Some(e.etype().as_str().to_string()));
         match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
             Some(pool) => {
                 failover::connect_failed(pool, ctx.backend.as_ref(), &mut ctx.attempts, e)
@@ -395,6 +510,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        ctx.end_attempt(Some(e.etype().as_str().to_string()));
         let e = e.more_context(format!("Peer: {peer}"));
         match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
             Some(pool) => failover::proxy_failed(
@@ -421,6 +537,10 @@ impl ProxyHttp for Proxy {
         ) {
             pool.response_time()
                 .observe(started.elapsed().as_secs_f64());
+        }
+        if let Some(attempt) = ctx.current_attempt() {
+            attempt.answered = Some(Instant::now());
+            attempt.status = Some(upstream_response.status.as_u16());
         }
         match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
             Some(pool) => failover::answered(
@@ -500,6 +620,7 @@ impl ProxyHttp for Proxy {
         if cache_of(ctx).is_some() {
             let status = crate::cache::status(session.cache.phase(), ctx.cache_looked_up);
             upstream_response.insert_header("x-cache-status", status)?;
+            ctx.cache_status = Some(status);
             if let Some(location) = &ctx.location {
                 location.metrics.cache(status);
             }
@@ -567,10 +688,11 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session
             .response_written()
             .map_or(0, |resp| resp.status.as_u16());
+        self.access_log(session, e, ctx, status);
         self.metrics
             .finished(status, session.body_bytes_read(), session.body_bytes_sent());
         if let Some(location) = &ctx.location {

@@ -17,11 +17,15 @@ use super::{
     CompiledPlugin, ListenerPlan, Location, MetricsPlan, ProcessPlan, Runtime, ServerRoutes,
 };
 use crate::cache::{CachePlugin, CachePolicy};
-use crate::config::schema::{Config, Location as LocationSpec, Plugin as PluginSpec};
+use crate::config::schema::{
+    Config, Location as LocationSpec, Plugin as PluginSpec, Server as ServerSpec,
+};
 use crate::config::validate::{Findings, parse_listen_addr, validate};
 use crate::config::{ConfigErrors, Loaded, Origins};
 use crate::headers::HeaderRules;
-use crate::metrics::metrics;
+use crate::observe::access_log::{AccessLog, Format, Rotation, Sink, Target};
+use crate::observe::logs::LogFormat;
+use crate::observe::metrics::metrics;
 use crate::proxy::error_page::ErrorPages;
 use crate::proxy::forwarded::TrustedProxies;
 use crate::router::conditions::Conditions;
@@ -175,6 +179,14 @@ impl Context<'_> {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
             self.error("basic", "log_level", format!("invalid log filter: {e}"));
         }
+        let log_format = match basic.log_format.as_deref().map(LogFormat::parse) {
+            Some(Ok(format)) => format,
+            Some(Err(e)) => {
+                self.error("basic", "log_format", e);
+                LogFormat::default()
+            }
+            None => LogFormat::default(),
+        };
         let resolve_file = |path: &Option<PathBuf>| path.as_ref().map(|p| self.resolve("basic", p));
         ProcessPlan {
             name: basic.name.clone().unwrap_or_else(|| "pingap".to_string()),
@@ -190,6 +202,7 @@ impl Context<'_> {
                 .graceful_shutdown_timeout
                 .map_or(DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT, |d| d.get()),
             log_level,
+            log_format,
             upstream_keepalive_pool_size: basic
                 .upstream_keepalive_pool_size
                 .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
@@ -532,6 +545,7 @@ impl Context<'_> {
                 name: name.clone(),
                 tls13_only: min_version == MinVersion::Tls13,
                 router,
+                access_log: self.access_log(&table, spec),
             });
             if spec.threads == Some(0) {
                 self.error(&table, "threads", "must be at least 1");
@@ -567,6 +581,78 @@ impl Context<'_> {
             }
         }
         (servers, listeners)
+    }
+
+    /// The access log of a server: its format, rotation and (shared) writer.
+    fn access_log(&mut self, table: &str, spec: &ServerSpec) -> Option<AccessLog> {
+        let Some(target) = spec.access_log.as_deref() else {
+            for key in [
+                ("access_log_format", spec.access_log_format.is_some()),
+                ("access_log_rotate", spec.access_log_rotate.is_some()),
+                ("access_log_keep", spec.access_log_keep.is_some()),
+                ("access_log_gzip", spec.access_log_gzip.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(key, set)| set.then_some(key))
+            {
+                self.error(table, key, "has no effect without access_log");
+            }
+            return None;
+        };
+        let format = match Format::parse(spec.access_log_format.as_deref().unwrap_or("combined")) {
+            Ok(format) => format,
+            Err(e) => {
+                self.error(table, "access_log_format", e);
+                return None;
+            }
+        };
+        let target = match Target::parse(target) {
+            Target::File(path) => Target::File(self.resolve(table, &path)),
+            Target::Stdout => Target::Stdout,
+        };
+        let mut rotation = Rotation {
+            keep: spec.access_log_keep,
+            gzip: spec.access_log_gzip.unwrap_or(false),
+            ..Rotation::default()
+        };
+        if let Some(schedule) = &spec.access_log_rotate {
+            match Rotation::parse_schedule(schedule) {
+                Ok((period, max_size)) => {
+                    rotation.period = period;
+                    rotation.max_size = max_size;
+                }
+                Err(e) => {
+                    self.error(table, "access_log_rotate", e);
+                    return None;
+                }
+            }
+            if target == Target::Stdout {
+                self.error(
+                    table,
+                    "access_log_rotate",
+                    "standard output cannot be rotated",
+                );
+                return None;
+            }
+        } else if rotation.keep.is_some() || rotation.gzip {
+            let key = if rotation.gzip {
+                "access_log_gzip"
+            } else {
+                "access_log_keep"
+            };
+            self.error(table, key, "has no effect without access_log_rotate");
+        }
+        match Sink::open(target.clone(), rotation) {
+            Ok(sink) => Some(AccessLog::new(format, sink)),
+            Err(e) => {
+                let shown = match &target {
+                    Target::File(path) => path.display().to_string(),
+                    Target::Stdout => "stdout".to_string(),
+                };
+                self.error(table, "access_log", format!("cannot open {shown}: {e}"));
+                None
+            }
+        }
     }
 
     /// Warns about the locations of a server that can never match.
@@ -631,9 +717,6 @@ impl Context<'_> {
         }
         if config.admin.as_ref().is_some_and(|a| a.enabled) {
             pending.push("[admin]");
-        }
-        if config.servers.values().any(|s| s.access_log.is_some()) {
-            pending.push("servers.*.access_log");
         }
         for section in pending {
             self.findings

@@ -19,7 +19,7 @@ use pingap_plugins::{Chain, Instance};
 
 use crate::cache::CachePolicy;
 use crate::headers::HeaderRules;
-use crate::metrics::LocationMetrics;
+use crate::observe::metrics::LocationMetrics;
 use crate::proxy::error_page::ErrorPages;
 use crate::proxy::forwarded::TrustedProxies;
 use crate::router::Router;
@@ -62,6 +62,8 @@ pub struct ServerRoutes {
     pub tls13_only: bool,
     /// Its locations.
     pub router: Router<Arc<Location>>,
+    /// Its access log, if it has one.
+    pub access_log: Option<crate::observe::access_log::AccessLog>,
 }
 
 /// A plugin instance with the fingerprint of the settings it was built from.
@@ -122,6 +124,8 @@ pub struct ProcessPlan {
     pub graceful_shutdown_timeout: Duration,
     /// Log filter.
     pub log_level: String,
+    /// `basic.log_format`.
+    pub log_format: crate::observe::logs::LogFormat,
     /// Idle upstream connections kept.
     pub upstream_keepalive_pool_size: usize,
     /// The Prometheus endpoint, when `[metrics]` is enabled.

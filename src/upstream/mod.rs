@@ -186,7 +186,7 @@ impl Pool {
                 .collect()
         };
         let name: Arc<str> = Arc::from(name);
-        let response_time = crate::metrics::metrics().upstream(&name);
+        let response_time = crate::observe::metrics::metrics().upstream(&name);
         let algorithm = spec.algorithm.unwrap_or_default();
         let previous = cx.previous.map(|p| p.members.load_full());
         let members = build_members(

@@ -153,6 +153,20 @@ impl Pingap {
         }
     }
 
+    /// The URL of the `[metrics]` endpoint, from the line that announces it.
+    pub fn metrics_url(&self) -> String {
+        let line = tokio::task::block_in_place(|| {
+            self.output
+                .wait_for("metrics on http://", Duration::from_secs(10))
+        })
+        .expect("the metrics address is logged");
+        line.split("metrics on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("an address after 'metrics on'")
+            .to_string()
+    }
+
     /// Waits for the `started` line and reads the listening addresses.
     pub fn wait_started(&mut self) {
         if self.output.wait_for(" started", START_DEADLINE).is_none() {

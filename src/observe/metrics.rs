@@ -18,6 +18,7 @@
 //! | `pingap_cache_requests_total` | location, status | `X-Cache-Status` of requests to cached locations |
 //! | `pingap_backend_up` | upstream, backend | 1 when the backend gets requests (checks, passive health, circuit) |
 //! | `pingap_backend_circuit_state` | upstream, backend | 0 closed, 1 open, 2 half-open |
+//! | `pingap_access_log_dropped_total` | log | access-log lines dropped (writer behind or failing) |
 //! | `pingap_config_reloads_total` | result | reloads, `ok` or `failed` |
 //! | `pingap_config_generation` | | generation of the running configuration |
 //! | `pingap_config_last_reload_timestamp_seconds` | | when it was installed |
@@ -77,6 +78,7 @@ pub struct Metrics {
     generation: IntGauge,
     last_reload: Gauge,
     uptime: Gauge,
+    access_log_dropped: IntCounterVec,
 }
 
 /// The process's metrics, registered on first use.
@@ -235,6 +237,16 @@ impl Metrics {
                 r,
                 Gauge::new("pingap_uptime_seconds", "Seconds since the process started"),
             ),
+            access_log_dropped: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "pingap_access_log_dropped_total",
+                        "Access-log lines dropped because the writer was behind or failing",
+                    ),
+                    &["log"],
+                ),
+            ),
             registry: registry.clone(),
         };
         let build = registered(
@@ -279,6 +291,11 @@ impl Metrics {
     /// The response-time histogram of one upstream.
     pub fn upstream(&self, name: &str) -> Histogram {
         self.upstream.with_label_values(&[name])
+    }
+
+    /// The dropped-lines counter of one access log (a path or `stdout`).
+    pub fn access_log_dropped(&self, log: &str) -> IntCounter {
+        self.access_log_dropped.with_label_values(&[log])
     }
 
     /// Counts a request a plugin answered with `status` (a rare path: resolved per call).

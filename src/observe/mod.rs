@@ -1,0 +1,52 @@
+//! What pingap tells operators about the traffic it serves: Prometheus [`metrics`], per-server
+//! [`access_log`]s, OpenTelemetry [`trace`]s and its own [`logs`].
+//!
+//! The request path only records facts into the request's context ([`UpstreamAttempt`]s, times,
+//! statuses); formatting and exporting happen once, when the request ends, and writing and
+//! sending happen off the request path (a writer thread per log file, a runtime of its own for
+//! the trace exporter).
+
+pub mod access_log;
+pub mod logs;
+pub mod metrics;
+// pub mod trace;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// One attempt to get the answer from a backend, as the access log and the traces report it.
+#[derive(Debug, Clone)]
+pub struct UpstreamAttempt {
+    /// The backend.
+    pub addr: SocketAddr,
+    /// When the backend was chosen.
+    pub started: Instant,
+    /// When the connection was ready (a pooled one is ready at once).
+    pub connected: Option<Instant>,
+    /// When the backend's response header arrived.
+    pub answered: Option<Instant>,
+    /// When the attempt ended: failed, or (for the last one) when the request ended.
+    pub ended: Option<Instant>,
+    /// The backend's status, if it answered.
+    pub status: Option<u16>,
+    /// Why the attempt failed, if it did.
+    pub failure: Option<String>,
+    /// The span id of the attempt, sent upstream in `traceparent` (0 without tracing).
+    pub span_id: u64,
+}
+
+impl UpstreamAttempt {
+    /// An attempt on `addr` starting now.
+    pub fn start(addr: SocketAddr, span_id: u64) -> Self {
+        UpstreamAttempt {
+            addr,
+            started: Instant::now(),
+            connected: None,
+            answered: None,
+            ended: None,
+            status: None,
+            failure: None,
+            span_id,
+        }
+    }
+}
