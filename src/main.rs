@@ -114,12 +114,23 @@ fn main() -> ExitCode {
     for warning in &compiled.warnings {
         tracing::warn!("{warning}");
     }
+    // One crypto provider for every TLS client and server in the process (rustls needs it
+    // chosen when more than one could be).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some(plan) = &compiled.plan.tracing
+        && let Err(e) = pingap::observe::trace::init(plan)
+    {
+        eprintln!("pingap: {e}");
+        return ExitCode::FAILURE;
+    }
     tracing::info!("configuration from {source}: {}", compiled.summary());
     let flags = RunFlags {
         daemon: cli.daemon,
         upgrade: cli.upgrade,
     };
-    match process::run(source, registry, compiled, flags) {
+    let result = process::run(source, registry, compiled, flags);
+    pingap::observe::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

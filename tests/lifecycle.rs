@@ -362,3 +362,61 @@ async fn a_graceful_upgrade_hands_the_listener_over_without_failed_requests() {
     );
     assert!(ok > 10, "{ok}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_with_per_module_levels() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pingap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[basic]\nlog_format = 'json'\nlog_level = 'warn,pingap::process=info,pingora_core::server=info'\n\
+             [upstreams.api]\naddrs = ['{}']\n[locations.api]\nupstream = 'api'\n\
+             [servers.main]\naddr = '127.0.0.1:0'\nlocations = ['api']\n",
+            backend.addr
+        ),
+    )
+    .unwrap();
+    let mut cmd = command();
+    cmd.arg("-c").arg(&config).env_remove("RUST_LOG");
+    let pingap = Pingap::launch(cmd, tempfile::tempdir().unwrap());
+    let started = tokio::task::block_in_place(|| {
+        pingap.output.wait_for("started\"", Duration::from_secs(10))
+    });
+    assert!(started.is_some(), "{}", pingap.output.text());
+    let lines: Vec<serde_json::Value> = pingap
+        .output
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let listening = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("listening on http://"))
+        })
+        .expect("the listening line");
+    assert_eq!(listening["level"], "INFO");
+    assert_eq!(listening["target"], "pingap::process");
+    assert_eq!(listening["fields"]["server"], "main");
+    assert!(listening["timestamp"].is_string());
+    // Pingora logs through the `log` crate: bridged into the same JSON lines.
+    assert!(lines.iter().any(from_pingora_server), "{lines:#?}");
+    // Other modules log at warn and above only (pingap's configuration summary is info).
+    assert!(
+        lines.iter().all(|l| l["level"] != "INFO"
+            || l["target"] == "pingap::process"
+            || from_pingora_server(l)),
+        "{lines:#?}"
+    );
+    assert!(!pingap.output.text().contains("configuration from"));
+}
+
+fn from_pingora_server(line: &serde_json::Value) -> bool {
+    line["target"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("pingora_core::server"))
+}

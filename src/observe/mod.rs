@@ -9,10 +9,16 @@
 pub mod access_log;
 pub mod logs;
 pub mod metrics;
-// pub mod trace;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::time::Instant;
+
+/// Writes out what is still buffered (access-log lines, spans); called when the process ends.
+pub fn flush() {
+    access_log::sink::flush_all(std::time::Duration::from_secs(2));
+    trace::shutdown();
+}
 
 /// One attempt to get the answer from a backend, as the access log and the traces report it.
 #[derive(Debug, Clone)]

@@ -64,6 +64,7 @@ impl BackgroundService for Drain {
         if let Some(pid_file) = &self.pid_file {
             let _ = std::fs::remove_file(pid_file);
         }
+        tokio::task::block_in_place(crate::observe::flush);
         std::process::exit(0);
     }
 }

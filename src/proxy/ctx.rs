@@ -10,6 +10,7 @@ use super::failover::Attempts;
 use super::respond::Reply;
 use crate::observe::UpstreamAttempt;
 use crate::observe::access_log::ConnectionSerial;
+use crate::observe::trace::RequestTrace;
 use crate::runtime::{Location, Runtime};
 use crate::upstream::balance::Selected;
 
@@ -78,6 +79,8 @@ pub struct RequestCtx {
     pub cache_status: Option<&'static str>,
     /// The client connection's serial and request count, when the access log uses them.
     pub connection: Option<ConnectionSerial>,
+    /// The request's trace, when traces are exported.
+    pub trace: Option<RequestTrace>,
     _in_flight: InFlightGuard,
 }
 
@@ -102,6 +105,7 @@ impl RequestCtx {
             upstream_attempts: Vec::new(),
             cache_status: None,
             connection: None,
+            trace: None,
             _in_flight: in_flight,
         }
     }

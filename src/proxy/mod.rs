@@ -47,6 +47,7 @@ use crate::cache::CachePolicy;
 use crate::observe::UpstreamAttempt;
 use crate::observe::access_log::{ConnectionSerial, Entry};
 use crate::observe::metrics::ServerMetrics;
+use crate::observe::trace::RequestTrace;
 use crate::router::host::normalize_host;
 use crate::runtime::{Location, RuntimeHandle};
 use crate::vars::VarContext;
@@ -118,6 +119,10 @@ impl Proxy {
                 requests: 1,
             });
         }
+        if crate::observe::trace::enabled() {
+            let traceparent = session.get_header("traceparent").map(|v| v.as_bytes());
+            ctx.trace = RequestTrace::start(traceparent, ctx.started);
+        }
         let req = session.req_header();
         let reply = match runtime.server(&self.server) {
             None => Some(Reply::error(
@@ -156,6 +161,76 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// Exports the request's spans, with the attributes of the OpenTelemetry HTTP semantic
+    /// conventions.
+    fn trace(&self, session: &Session, trace: &RequestTrace, ctx: &RequestCtx, status: u16) {
+        use opentelemetry::KeyValue;
+        let req = session.req_header();
+        let uri = ctx
+            .original_uri
+            .as_deref()
+            .unwrap_or_else(|| req.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+        let (path, query) = uri
+            .split_once('?')
+            .map_or((uri, None), |(p, q)| (p, Some(q)));
+        let method = req.method.as_str();
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method.to_string()),
+            KeyValue::new("url.scheme", if self.tls { "https" } else { "http" }),
+            KeyValue::new("url.path", path.to_string()),
+            KeyValue::new("server.address", ctx.plugin.host.clone()),
+            KeyValue::new(
+                "network.protocol.version",
+                if req.version == http::Version::HTTP_2 {
+                    "2"
+                } else {
+                    "1.1"
+                },
+            ),
+            KeyValue::new("http.request.body.size", session.body_bytes_read() as i64),
+            KeyValue::new("http.response.body.size", session.body_bytes_sent() as i64),
+            KeyValue::new("pingap.server", self.server.clone()),
+        ];
+        if let Some(query) = query {
+            attributes.push(KeyValue::new("url.query", query.to_string()));
+        }
+        if let Some(port) = ctx.plugin.server_addr.map(|a| a.port()) {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+        if let Some(client) = ctx.plugin.client_ip {
+            attributes.push(KeyValue::new("client.address", client.to_string()));
+        }
+        if let Some(peer) = ctx.plugin.remote_addr {
+            attributes.push(KeyValue::new("network.peer.address", peer.ip().to_string()));
+            attributes.push(KeyValue::new("network.peer.port", i64::from(peer.port())));
+        }
+        if let Some(agent) = req
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            attributes.push(KeyValue::new("user_agent.original", agent.to_string()));
+        }
+        let name = match &ctx.location {
+            Some(location) => {
+                attributes.push(KeyValue::new("pingap.location", location.name.to_string()));
+                if let Some(pool) = &location.upstream {
+                    attributes.push(KeyValue::new("pingap.upstream", pool.name().to_string()));
+                }
+                format!("{method} {}", location.name)
+            }
+            None => method.to_string(),
+        };
+        trace.finish(
+            name,
+            attributes,
+            status,
+            &ctx.upstream_attempts,
+            method,
+            Instant::now(),
+        );
+    }
+
     /// Writes the request's line to the server's access log, if it has one.
     fn access_log(&self, session: &Session, error: Option<&Error>, ctx: &RequestCtx, status: u16) {
         let Some(runtime) = &ctx.runtime else {
@@ -473,6 +548,9 @@ impl ProxyHttp for Proxy {
         if let Some(bridge) = &ctx.grpc_web {
             bridge.upstream_request(upstream_request);
         }
+        if let (Some(trace), Some(attempt)) = (&ctx.trace, ctx.upstream_attempts.last()) {
+            upstream_request.insert_header("traceparent", trace.traceparent(attempt.span_id))?;
+        }
         let Some(location) = ctx.location.clone() else {
             return Ok(());
         };
@@ -693,6 +771,9 @@ impl ProxyHttp for Proxy {
             .response_written()
             .map_or(0, |resp| resp.status.as_u16());
         self.access_log(session, e, ctx, status);
+        if let Some(trace) = ctx.trace.as_ref().filter(|t| t.sampled()) {
+            self.trace(session, trace, ctx, status);
+        }
         self.metrics
             .finished(status, session.body_bytes_read(), session.body_bytes_sent());
         if let Some(location) = &ctx.location {

@@ -26,6 +26,7 @@ use crate::headers::HeaderRules;
 use crate::observe::access_log::{AccessLog, Format, Rotation, Sink, Target};
 use crate::observe::logs::LogFormat;
 use crate::observe::metrics::metrics;
+use crate::observe::trace::TracingPlan;
 use crate::proxy::error_page::ErrorPages;
 use crate::proxy::forwarded::TrustedProxies;
 use crate::router::conditions::Conditions;
@@ -207,7 +208,32 @@ impl Context<'_> {
                 .upstream_keepalive_pool_size
                 .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
             metrics: self.metrics_plan(),
+            tracing: self.tracing_plan(),
             listeners: Vec::new(),
+        }
+    }
+
+    fn tracing_plan(&mut self) -> Option<TracingPlan> {
+        let spec = self.config.tracing.as_ref().filter(|t| t.enabled)?;
+        let Some(endpoint) = spec.endpoint.as_deref() else {
+            self.error(
+                "tracing",
+                "endpoint",
+                "enabled tracing needs an endpoint, e.g. \"127.0.0.1:4317\"",
+            );
+            return None;
+        };
+        match TracingPlan::new(
+            endpoint,
+            spec.service_name.as_deref(),
+            spec.sample_ratio,
+            spec.protocol.as_deref(),
+        ) {
+            Ok(plan) => Some(plan),
+            Err((key, e)) => {
+                self.error("tracing", key, e);
+                None
+            }
         }
     }
 
@@ -711,9 +737,6 @@ impl Context<'_> {
         let mut pending = Vec::new();
         if !config.certificates.is_empty() {
             pending.push("[certificates]");
-        }
-        if config.tracing.as_ref().is_some_and(|t| t.enabled) {
-            pending.push("[tracing]");
         }
         if config.admin.as_ref().is_some_and(|a| a.enabled) {
             pending.push("[admin]");

@@ -130,6 +130,8 @@ pub struct ProcessPlan {
     pub upstream_keepalive_pool_size: usize,
     /// The Prometheus endpoint, when `[metrics]` is enabled.
     pub metrics: Option<MetricsPlan>,
+    /// `[tracing]`, when enabled.
+    pub tracing: Option<crate::observe::trace::TracingPlan>,
     /// One listener per server.
     pub listeners: Vec<ListenerPlan>,
 }

@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod dns;
+pub mod otlp;
 pub mod pki;
 pub mod websocket;
 

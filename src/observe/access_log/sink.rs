@@ -56,6 +56,8 @@ impl Target {
 enum Message {
     Line(String),
     Wake,
+    /// Flush, then say so.
+    Flush(SyncSender<()>),
 }
 
 /// The sending side of one log file.
@@ -129,6 +131,36 @@ impl Sink {
     fn request_reopen(&self) {
         self.reopen.store(true, Ordering::Release);
         let _ = self.tx.try_send(Message::Wake);
+    }
+}
+
+/// Makes every live sink write out the lines it holds, waiting up to `timeout` in all (at exit).
+pub fn flush_all(timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    let sinks: Vec<Arc<Sink>> = SINKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for sink in sinks {
+        let (done_tx, done_rx) = sync_channel(1);
+        let mut message = Message::Flush(done_tx);
+        // Behind the lines already queued; a full queue drains within milliseconds.
+        loop {
+            match sink.tx.try_send(message) {
+                Ok(()) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    let _ = done_rx.recv_timeout(left);
+                    break;
+                }
+                Err(TrySendError::Full(back)) if std::time::Instant::now() < deadline => {
+                    message = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -223,8 +255,14 @@ impl Writer {
     }
 
     fn take(&mut self, message: Message) {
-        let Message::Line(line) = message else {
-            return;
+        let line = match message {
+            Message::Line(line) => line,
+            Message::Wake => return,
+            Message::Flush(done) => {
+                self.flush();
+                let _ = done.try_send(());
+                return;
+            }
         };
         let len = line.len() as u64;
         if self.rotate_at.is_some_and(|at| SystemTime::now() >= at)
