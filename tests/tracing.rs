@@ -41,6 +41,11 @@ fn traceparent_of(echo: &Echo) -> (String, String, String) {
     (parts[1].into(), parts[2].into(), parts[3].into())
 }
 
+/// Sends `request` and reads the backend's echo.
+async fn send_for_echo(request: reqwest::RequestBuilder) -> Echo {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 fn by_kind(spans: &[Received], trace: &str, kind: i32) -> Vec<Received> {
     spans
         .iter()
@@ -63,31 +68,21 @@ async fn continues_the_clients_trace_over_grpc() {
     );
 
     // With the client's traceparent: the same trace, the client's span as parent.
-    let echo: Echo = client()
-        .get(pingap.url("main", "/api/items?x=1"))
-        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
-        .header("user-agent", "trace-test")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: Echo = send_for_echo(
+        client()
+            .get(pingap.url("main", "/api/items?x=1"))
+            .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
+            .header("user-agent", "trace-test"),
+    )
+    .await;
     let (trace, upstream_span, flags) = traceparent_of(&echo);
     assert_eq!(trace, CLIENT_TRACE);
     assert_ne!(upstream_span, CLIENT_SPAN);
     assert_eq!(flags, "01");
 
     // Without one: a new trace, sent upstream.
-    let fresh: Echo = client()
-        .post(pingap.url("main", "/api/new"))
-        .body("12345")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fresh: Echo =
+        send_for_echo(client().post(pingap.url("main", "/api/new")).body("12345")).await;
     let (fresh_trace, fresh_span, _) = traceparent_of(&fresh);
     assert_ne!(fresh_trace, CLIENT_TRACE);
 
@@ -173,14 +168,7 @@ async fn each_attempt_is_a_span_over_http() {
     // Round robin: one of the first two requests is sent to the refusing backend first.
     let mut traces = Vec::new();
     for _ in 0..2 {
-        let echo: Echo = client()
-            .get(pingap.url("main", "/api/x"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let echo: Echo = send_for_echo(client().get(pingap.url("main", "/api/x"))).await;
         traces.push(traceparent_of(&echo).0);
     }
     let spans = collected.wait_for(5, EXPORT_WAIT).await;
@@ -237,25 +225,15 @@ async fn unsampled_requests_export_nothing_but_propagate() {
         &[],
         QUICK_EXPORT,
     );
-    let echo: Echo = client()
-        .get(pingap.url("main", "/api/quiet"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: Echo = send_for_echo(client().get(pingap.url("main", "/api/quiet"))).await;
     assert_eq!(traceparent_of(&echo).2, "00");
     // A client that samples is followed even at ratio 0.
-    let echo: Echo = client()
-        .get(pingap.url("main", "/api/loud"))
-        .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let echo: Echo = send_for_echo(
+        client()
+            .get(pingap.url("main", "/api/loud"))
+            .header("traceparent", format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01")),
+    )
+    .await;
     assert_eq!(traceparent_of(&echo).2, "01");
     let spans = collected.wait_for(2, EXPORT_WAIT).await;
     assert!(

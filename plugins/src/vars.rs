@@ -257,36 +257,11 @@ impl Template {
     /// Parses `text`, resolving every name in `scope` or as a variable.
     pub fn parse(text: &str, scope: Scope<'_>) -> Result<Template, String> {
         let mut segments = Vec::new();
-        let mut literal = String::new();
-        let mut rest = text;
-        while let Some(dollar) = rest.find('$') {
-            literal.push_str(&rest[..dollar]);
-            let after = &rest[dollar + 1..];
-            if let Some(after_escape) = after.strip_prefix('$') {
-                literal.push('$');
-                rest = after_escape;
-                continue;
-            }
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            let name_len = if digits > 0 && scope.groups.is_some() {
-                digits
-            } else {
-                variable_name_len(after)
-            };
-            if name_len == 0 {
-                literal.push('$');
-                rest = after;
-                continue;
-            }
-            if !literal.is_empty() {
-                segments.push(Segment::Literal(std::mem::take(&mut literal)));
-            }
-            segments.push(scope.resolve(&after[..name_len])?);
-            rest = &after[name_len..];
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            segments.push(Segment::Literal(literal));
+        for piece in pieces(text, scope.groups.is_some()) {
+            segments.push(match piece {
+                Piece::Literal(text) => Segment::Literal(text),
+                Piece::Name(name) => scope.resolve(name)?,
+            });
         }
         let constant = match segments.as_slice() {
             [] => Some(HeaderValue::from_static("")),
@@ -359,9 +334,56 @@ impl Template {
     }
 }
 
+/// A run of a template's text: literal text, or the name of a `$name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece<'t> {
+    /// Text as it is (`$$` already turned into `$`).
+    Literal(String),
+    /// A name after `$`, without the `$`.
+    Name(&'t str),
+}
+
+/// Splits a template into literal runs and `$name`s: `$$` is a literal `$`, a `$` followed by no
+/// name is literal, and with `digits` a run of digits (`$1`) is a name too.
+pub fn pieces(text: &str, digits: bool) -> Vec<Piece<'_>> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        literal.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        if let Some(after_escape) = after.strip_prefix('$') {
+            literal.push('$');
+            rest = after_escape;
+            continue;
+        }
+        let digit_count = after.bytes().take_while(u8::is_ascii_digit).count();
+        let name_len = if digit_count > 0 && digits {
+            digit_count
+        } else {
+            variable_name_len(after)
+        };
+        if name_len == 0 {
+            literal.push('$');
+            rest = after;
+            continue;
+        }
+        if !literal.is_empty() {
+            pieces.push(Piece::Literal(std::mem::take(&mut literal)));
+        }
+        pieces.push(Piece::Name(&after[..name_len]));
+        rest = &after[name_len..];
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        pieces.push(Piece::Literal(literal));
+    }
+    pieces
+}
+
 /// The length of the variable name at the start of `text` (after a `$`): a letter or `_`, then
 /// letters, digits and `_`; 0 when there is none.
-pub fn variable_name_len(text: &str) -> usize {
+fn variable_name_len(text: &str) -> usize {
     let bytes = text.as_bytes();
     if !bytes
         .first()

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::HeaderName;
-use pingap_plugins::vars::{Var, variable_name_len};
+use pingap_plugins::vars::{Piece, Var, pieces};
 
 use super::Entry;
 
@@ -448,31 +448,11 @@ impl Format {
 
     fn text(template: &str) -> Result<Format, String> {
         let mut segments = Vec::new();
-        let mut literal = String::new();
-        let mut rest = template;
-        while let Some(dollar) = rest.find('$') {
-            literal.push_str(&rest[..dollar]);
-            let after = &rest[dollar + 1..];
-            if let Some(after_escape) = after.strip_prefix('$') {
-                literal.push('$');
-                rest = after_escape;
-                continue;
-            }
-            let len = variable_name_len(after);
-            if len == 0 {
-                literal.push('$');
-                rest = after;
-                continue;
-            }
-            if !literal.is_empty() {
-                segments.push(Segment::Literal(std::mem::take(&mut literal)));
-            }
-            segments.push(Segment::Var(LogVar::parse(&after[..len])?));
-            rest = &after[len..];
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            segments.push(Segment::Literal(literal));
+        for piece in pieces(template, false) {
+            segments.push(match piece {
+                Piece::Literal(text) => Segment::Literal(text),
+                Piece::Name(name) => Segment::Var(LogVar::parse(name)?),
+            });
         }
         if !segments.iter().any(|s| matches!(s, Segment::Var(_))) {
             return Err(format!(
