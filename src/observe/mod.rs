@@ -36,7 +36,7 @@ pub struct UpstreamAttempt {
     /// The backend's status, if it answered.
     pub status: Option<u16>,
     /// Why the attempt failed, if it did.
-    pub failure: Option<String>,
+    pub failure: Option<&'static str>,
     /// The span id of the attempt, sent upstream in `traceparent` (0 without tracing).
     pub span_id: u64,
 }

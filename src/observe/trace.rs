@@ -319,8 +319,8 @@ impl RequestTrace {
                     i64::from(status),
                 ));
             }
-            if let Some(failure) = &attempt.failure {
-                attributes.push(KeyValue::new("error.type", failure.clone()));
+            if let Some(failure) = attempt.failure {
+                attributes.push(KeyValue::new("error.type", failure));
             }
             let builder = pipeline
                 .tracer
@@ -331,8 +331,8 @@ impl RequestTrace {
             let mut client = with_ids(self.trace_id, SpanId::from(attempt.span_id), || {
                 builder.start_with_context(&pipeline.tracer, &in_server)
             });
-            if let Some(failure) = &attempt.failure {
-                client.set_status(Status::error(failure.clone()));
+            if let Some(failure) = attempt.failure {
+                client.set_status(Status::error(failure));
             } else if attempt.status.is_some_and(|s| s >= 500) {
                 client.set_status(Status::error("upstream error"));
             }

@@ -69,8 +69,6 @@ pub struct RequestCtx {
     pub early_reply: Option<Reply>,
     /// When the request header arrived.
     pub started: Instant,
-    /// When the latest backend was chosen.
-    pub upstream_started: Option<Instant>,
     /// The gRPC-web bridge, for gRPC-web calls to `grpc_web` locations.
     pub grpc_web: Option<super::grpc_web::Bridge>,
     /// Each attempt on a backend, for the access log and traces.
@@ -101,7 +99,6 @@ impl RequestCtx {
             early_reply: None,
             grpc_web: None,
             started: Instant::now(),
-            upstream_started: None,
             upstream_attempts: Vec::new(),
             cache_status: None,
             connection: None,
@@ -120,7 +117,7 @@ impl RequestCtx {
     }
 
     /// Ends the attempt in progress, with why it failed.
-    pub fn end_attempt(&mut self, failure: Option<String>) {
+    pub fn end_attempt(&mut self, failure: Option<&'static str>) {
         if let Some(attempt) = self.current_attempt() {
             attempt.ended = Some(Instant::now());
             attempt.failure = failure;

@@ -105,8 +105,8 @@ impl Proxy {
         ctx.plugin.server_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
         ctx.plugin.tls = self.tls;
 
-        if runtime
-            .server(&self.server)
+        let server = runtime.server(&self.server);
+        if server
             .and_then(|server| server.access_log.as_ref())
             .is_some_and(|log| log.uses_connection())
             && ctx.connection.is_none()
@@ -124,7 +124,7 @@ impl Proxy {
             ctx.trace = RequestTrace::start(traceparent, ctx.started);
         }
         let req = session.req_header();
-        let reply = match runtime.server(&self.server) {
+        let reply = match server {
             None => Some(Reply::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this listener is not in the current configuration",
@@ -166,10 +166,7 @@ impl Proxy {
     fn trace(&self, session: &Session, trace: &RequestTrace, ctx: &RequestCtx, status: u16) {
         use opentelemetry::KeyValue;
         let req = session.req_header();
-        let uri = ctx
-            .original_uri
-            .as_deref()
-            .unwrap_or_else(|| req.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+        let uri = request_uri(req, ctx);
         let (path, query) = uri
             .split_once('?')
             .map_or((uri, None), |(p, q)| (p, Some(q)));
@@ -244,16 +241,14 @@ impl Proxy {
         };
         let ended = Instant::now();
         let req = session.req_header();
-        let upstream_uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let request_uri = ctx.original_uri.as_deref().unwrap_or(upstream_uri);
-        let mut vars = ctx.plugin.var_context(req, request_uri);
+        let mut vars = ctx.plugin.var_context(req, request_uri(req, ctx));
         if let Some(location) = &ctx.location {
             vars.location = &location.name;
             vars.captures = &ctx.captures;
         }
         let entry = Entry {
             vars,
-            upstream_uri,
+            upstream_uri: path_and_query(req),
             time: SystemTime::now(),
             ended,
             duration: ended.duration_since(ctx.started),
@@ -311,16 +306,25 @@ fn set_uri(req: &mut RequestHeader, path_and_query: &str) -> Result<()> {
     Ok(())
 }
 
+/// The path and query as sent (after any rewrite).
+fn path_and_query(req: &RequestHeader) -> &str {
+    req.uri.path_and_query().map_or("/", |pq| pq.as_str())
+}
+
+/// The path and query as received (before any rewrite).
+fn request_uri<'a>(req: &'a RequestHeader, ctx: &'a RequestCtx) -> &'a str {
+    ctx.original_uri
+        .as_deref()
+        .unwrap_or_else(|| path_and_query(req))
+}
+
 /// The variables of a request for templates.
 fn var_context<'a>(
     req: &'a RequestHeader,
     ctx: &'a RequestCtx,
     location: &'a Location,
 ) -> VarContext<'a> {
-    let request_uri = ctx
-        .original_uri
-        .as_deref()
-        .unwrap_or_else(|| req.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    let request_uri = request_uri(req, ctx);
     VarContext {
         location: &location.name,
         captures: &ctx.captures,
@@ -479,7 +483,6 @@ impl ProxyHttp for Proxy {
                 Error::explain(ErrorType::HTTPStatus(503), "this location has no upstream")
             })?;
         ctx.attempts.start();
-        ctx.upstream_started = Some(Instant::now());
         let selected = pool
             .select(
                 session.req_header(),
@@ -571,7 +574,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         e: Box<Error>,
     ) -> Box<Error> {
-        ctx.end_attempt(Some(e.etype().as_str().to_string()));
+        ctx.end_attempt(Some(e.etype().as_str()));
         match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
             Some(pool) => {
                 failover::connect_failed(pool, ctx.backend.as_ref(), &mut ctx.attempts, e)
@@ -588,7 +591,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        ctx.end_attempt(Some(e.etype().as_str().to_string()));
+        ctx.end_attempt(Some(e.etype().as_str()));
         let e = e.more_context(format!("Peer: {peer}"));
         match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
             Some(pool) => failover::proxy_failed(
@@ -609,16 +612,15 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(pool), Some(started)) = (
-            ctx.location.as_ref().and_then(|l| l.upstream.as_ref()),
-            ctx.upstream_started,
-        ) {
-            pool.response_time()
-                .observe(started.elapsed().as_secs_f64());
-        }
+        let pool = ctx.location.as_ref().and_then(|l| l.upstream.clone());
         if let Some(attempt) = ctx.current_attempt() {
-            attempt.answered = Some(Instant::now());
+            let now = Instant::now();
+            attempt.answered = Some(now);
             attempt.status = Some(upstream_response.status.as_u16());
+            if let Some(pool) = &pool {
+                pool.response_time()
+                    .observe(now.duration_since(attempt.started).as_secs_f64());
+            }
         }
         match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
             Some(pool) => failover::answered(

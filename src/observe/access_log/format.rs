@@ -480,19 +480,18 @@ impl Format {
 
     /// Appends the line for `entry` to `out`, with its newline.
     pub fn render(&self, entry: &Entry<'_>, out: &mut String) {
-        let mut value = String::new();
         match &self.0 {
             Kind::Text(segments) => {
                 for segment in segments {
                     match segment {
                         Segment::Literal(text) => out.push_str(text),
                         Segment::Var(var) => {
-                            value.clear();
-                            var.render(entry, &mut value);
-                            if value.is_empty() {
+                            let start = out.len();
+                            var.render(entry, out);
+                            if out.len() == start {
                                 out.push('-');
                             } else {
-                                escape_text(&value, out);
+                                escape_in_place(out, start, escape_text);
                             }
                         }
                     }
@@ -507,15 +506,13 @@ impl Format {
                     out.push('"');
                     out.push_str(key);
                     out.push_str("\":");
-                    value.clear();
-                    var.render(entry, &mut value);
-                    if value.is_empty() {
+                    let start = out.len();
+                    var.render(entry, out);
+                    if out.len() == start {
                         out.push_str("null");
-                    } else if var.is_number() {
-                        out.push_str(&value);
-                    } else {
-                        out.push('"');
-                        escape_json(&value, out);
+                    } else if !var.is_number() {
+                        escape_in_place(out, start, escape_json);
+                        out.insert(start, '"');
                         out.push('"');
                     }
                 }
@@ -524,6 +521,19 @@ impl Format {
         }
         out.push('\n');
     }
+}
+
+/// Escapes `out[start..]` with `escape`; allocates only when something needs escaping.
+fn escape_in_place(out: &mut String, start: usize, escape: fn(&str, &mut String)) {
+    let value = &out[start..];
+    if value
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        return;
+    }
+    let value = out.split_off(start);
+    escape(&value, out);
 }
 
 /// nginx's escaping of log values: `"`, `\`, control characters and bytes beyond ASCII as

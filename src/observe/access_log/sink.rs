@@ -88,7 +88,7 @@ impl Sink {
         let output = Output::open(&target)?;
         let (tx, rx) = sync_channel(CHANNEL_LINES);
         let reopen = Arc::new(AtomicBool::new(false));
-        let label = target.label();
+        let dropped = metrics().access_log_dropped(&target.label());
         let finisher = if rotation.is_enabled() && (rotation.gzip || rotation.keep.is_some()) {
             Some(Finisher::start(&target, &rotation)?)
         } else {
@@ -104,7 +104,7 @@ impl Sink {
             reopen: reopen.clone(),
             failing: false,
             unflushed: 0,
-            dropped: metrics().access_log_dropped(&label),
+            dropped: dropped.clone(),
         };
         std::thread::Builder::new()
             .name("access-log".into())
@@ -114,7 +114,7 @@ impl Sink {
             rotation,
             tx,
             reopen,
-            dropped: metrics().access_log_dropped(&label),
+            dropped,
         });
         sinks.push(Arc::downgrade(&sink));
         Ok(sink)
