@@ -11,7 +11,8 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pingap::config::schema::Upstream;
 use pingap::headers::HeaderRules;
-use pingap::proxy::ctx::{InFlight, RequestCtx};
+use pingap::proxy::InFlight;
+use pingap::proxy::ctx::RequestCtx;
 use pingap::upstream::{Pool, PoolContext};
 use pingap::vars::{Scope, VarContext};
 use pingora::http::RequestHeader;
@@ -58,7 +59,7 @@ fn bench(c: &mut Criterion) {
     ] {
         let pool = pool(algorithm, key);
         c.bench_function(&format!("select a backend: {name} of 8"), |b| {
-            b.iter(|| black_box(pool.select(black_box(&req), client, &[])))
+            b.iter(|| black_box(pool.select(black_box(&req), client, |_| false)))
         });
     }
 

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::{HeaderName, HeaderValue, Method, Uri};
 use pingora::http::RequestHeader;
 
-use crate::proxy::forwarded::add_forwarded_headers;
+use crate::headers::forwarded::add_forwarded_headers;
 use crate::router::host::normalize_host;
 use crate::runtime::{Compiled, ListenerPlan, Location};
 use crate::vars::VarContext;

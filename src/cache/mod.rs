@@ -47,7 +47,7 @@ use pingora::cache::{
 use pingora::http::ResponseHeader;
 use serde::Deserialize;
 
-use crate::proxy::forwarded::TrustedProxies;
+use crate::headers::TrustedProxies;
 use storage::{MAX_ENTRY_SIZE, MemoryStorage};
 
 /// The `cache` plugin type.

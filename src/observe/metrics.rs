@@ -30,19 +30,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::Method;
-use pingora::apps::http_app::ServeHttp;
-use pingora::protocols::http::ServerSession;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
-
-use indexmap::IndexMap;
-
-use crate::proxy::ctx::InFlight;
-use crate::runtime::RuntimeHandle;
-use crate::upstream::Pool;
-use crate::upstream::health::Circuit;
 
 /// Buckets of the duration histograms, in seconds: sub-millisecond up to a minute.
 const BUCKETS: &[f64] = &[
@@ -82,6 +73,11 @@ pub struct Metrics {
 }
 
 /// The process's metrics, registered on first use.
+///
+/// A process global on purpose: the series count what the process has done since it started
+/// (requests, reloads, uptime), not anything of one configuration, so they outlive every
+/// runtime; and Prometheus' registry and the pre-resolved counters held by each compiled
+/// location must be the same objects across reloads for the counts to continue.
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
@@ -326,28 +322,22 @@ impl Metrics {
         self.last_reload.set(now.as_secs_f64());
     }
 
-    /// The text exposition of every metric, with the gauges read from the process at scrape
-    /// time refreshed: requests in flight, and the backends of `upstreams`.
-    pub fn render(&self, in_flight: usize, upstreams: &IndexMap<String, Arc<Pool>>) -> Vec<u8> {
+    /// The text exposition of every metric, with the gauges read at scrape time set from
+    /// `samples` (the process reads them from the live runtime and hands them down).
+    pub fn render(&self, samples: &ScrapeSamples<'_>) -> Vec<u8> {
         self.uptime.set(self.started.elapsed().as_secs_f64());
         self.in_flight
-            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+            .set(i64::try_from(samples.in_flight).unwrap_or(i64::MAX));
         self.backend_up.reset();
         self.circuit.reset();
-        let now = crate::upstream::health::now_ms();
-        for (name, pool) in upstreams {
-            for member in pool.members().backends() {
-                let labels = [name.as_str(), &member.addr.to_string()];
-                self.backend_up
-                    .with_label_values(&labels)
-                    .set(i64::from(member.health.serving(now)));
-                let state = match member.health.circuit() {
-                    Circuit::Closed => 0,
-                    Circuit::Open => 1,
-                    Circuit::HalfOpen => 2,
-                };
-                self.circuit.with_label_values(&labels).set(state);
-            }
+        for backend in &samples.backends {
+            let labels = [backend.upstream, backend.backend.as_str()];
+            self.backend_up
+                .with_label_values(&labels)
+                .set(i64::from(backend.up));
+            self.circuit
+                .with_label_values(&labels)
+                .set(i64::from(backend.circuit_state));
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -438,35 +428,26 @@ fn method_index(method: &Method) -> usize {
         .unwrap_or(METHODS.len() - 1)
 }
 
-/// The `[metrics]` endpoint.
-pub struct MetricsApp {
-    /// The configuration whose backends are reported.
-    pub runtime: Arc<RuntimeHandle>,
-    /// The requests in flight (the count graceful shutdown waits on).
-    pub in_flight: Arc<InFlight>,
-    /// The path served (anything else is a 404).
-    pub path: String,
+/// The gauges read at scrape time, handed to [`Metrics::render`].
+#[derive(Debug, Default)]
+pub struct ScrapeSamples<'a> {
+    /// Requests being served.
+    pub in_flight: usize,
+    /// Every backend of every upstream.
+    pub backends: Vec<BackendSample<'a>>,
 }
 
-#[async_trait::async_trait]
-impl ServeHttp for MetricsApp {
-    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
-        let (status, content_type, body) = if session.req_header().uri.path() == self.path {
-            (
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics().render(self.in_flight.count(), &self.runtime.load().upstreams),
-            )
-        } else {
-            (404, "text/plain", b"not found\n".to_vec())
-        };
-        http::Response::builder()
-            .status(status)
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .body(body)
-            .unwrap_or_default()
-    }
+/// The state of one backend at scrape time.
+#[derive(Debug)]
+pub struct BackendSample<'a> {
+    /// Its upstream's name.
+    pub upstream: &'a str,
+    /// Its address.
+    pub backend: String,
+    /// Whether it gets requests (`pingap_backend_up`).
+    pub up: bool,
+    /// Its circuit breaker: 0 closed, 1 open, 2 half-open (`pingap_backend_circuit_state`).
+    pub circuit_state: u8,
 }
 
 #[cfg(test)]
@@ -482,7 +463,7 @@ mod tests {
         metrics.server("main").finished(404, 0, 10);
         assert_eq!(class(99), None);
         assert_eq!(class(599), Some(4));
-        let text = String::from_utf8(metrics.render(0, &IndexMap::new())).unwrap();
+        let text = String::from_utf8(metrics.render(&ScrapeSamples::default())).unwrap();
         assert!(
             text.contains(r#"pingap_requests_total{location="api",method="GET",status="2xx"} 1"#),
             "{text}"

@@ -20,7 +20,8 @@ pub fn flush() {
     trace::shutdown();
 }
 
-/// One attempt to get the answer from a backend, as the access log and the traces report it.
+/// One attempt to get the answer from a backend: the one record of it that failover decides
+/// on and the access log, traces and metrics report.
 #[derive(Debug, Clone)]
 pub struct UpstreamAttempt {
     /// The backend.
@@ -39,6 +40,8 @@ pub struct UpstreamAttempt {
     pub failure: Option<&'static str>,
     /// The span id of the attempt, sent upstream in `traceparent` (0 without tracing).
     pub span_id: u64,
+    /// Whether the backend failed this request, so that it is not chosen again for it.
+    pub excluded: bool,
 }
 
 impl UpstreamAttempt {
@@ -53,6 +56,7 @@ impl UpstreamAttempt {
             status: None,
             failure: None,
             span_id,
+            excluded: false,
         }
     }
 }

@@ -15,7 +15,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::time::Instant;
 
-use crate::proxy::ctx::InFlight;
+use crate::proxy::InFlight;
 
 /// How often the in-flight count is checked while draining.
 const POLL: Duration = Duration::from_millis(10);

@@ -4,8 +4,10 @@
 mod drain;
 mod linger;
 pub mod listeners;
+mod metrics_endpoint;
 mod reload;
 mod signals;
+mod upstream_tasks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,13 +23,12 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::Source;
-use crate::observe::metrics::MetricsApp;
+use crate::proxy::InFlight;
 use crate::proxy::Proxy;
-use crate::proxy::ctx::InFlight;
 use crate::runtime::{Compiled, ProcessPlan, RuntimeHandle};
-use crate::upstream::active::ActiveChecks;
-use crate::upstream::dns::DnsRefresh;
+use metrics_endpoint::MetricsEndpoint;
 pub use reload::{ReloadError, Reloader};
+use upstream_tasks::{ActiveChecks, DnsRefresh};
 
 /// Where a daemon writes its pid when `basic.pid_file` is not set.
 pub const DEFAULT_PID_FILE: &str = "/tmp/pingap.pid";
@@ -167,7 +168,7 @@ pub fn run(
             Some(socket) => socket.local_addr().unwrap_or(metrics.addr),
             None => metrics.addr,
         };
-        let app = MetricsApp {
+        let app = MetricsEndpoint {
             runtime: runtime.clone(),
             in_flight: in_flight.clone(),
             path: metrics.path.clone(),

@@ -18,16 +18,18 @@ use std::time::Instant;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::observe::UpstreamAttempt;
 use crate::upstream::Pool;
 use crate::upstream::balance::Selected;
 use crate::upstream::health::Outcome;
 
-/// The attempts of one request.
+/// The attempts of one request on backends: one [`UpstreamAttempt`] record each, which failover
+/// decides on, the access log and traces report, and the upstream's response-time histogram
+/// measures.
 #[derive(Debug, Default)]
 pub struct Attempts {
-    first: Option<Instant>,
-    /// Backends that failed this request; they are not chosen again for it.
-    pub tried: Vec<SocketAddr>,
+    /// Every attempt, in order; the last may still be in progress.
+    list: Vec<UpstreamAttempt>,
     /// Retries spent on timeouts and 502/503 answers (connection failures cost none).
     retries: u32,
     /// Set when pingap itself failed the attempt to retry a 502/503 answer.
@@ -48,9 +50,41 @@ pub enum Failure {
 }
 
 impl Attempts {
-    /// Notes that an attempt starts.
-    pub fn start(&mut self) {
-        self.first.get_or_insert_with(Instant::now);
+    /// Records an attempt on `addr` starting now.
+    pub fn start(&mut self, addr: SocketAddr, span_id: u64) {
+        self.list.push(UpstreamAttempt::start(addr, span_id));
+    }
+
+    /// Every attempt so far, in order.
+    pub fn list(&self) -> &[UpstreamAttempt] {
+        &self.list
+    }
+
+    /// The latest attempt, ended or not.
+    pub fn last(&self) -> Option<&UpstreamAttempt> {
+        self.list.last()
+    }
+
+    /// The attempt in progress, if any.
+    pub fn current(&mut self) -> Option<&mut UpstreamAttempt> {
+        self.list
+            .last_mut()
+            .filter(|attempt| attempt.ended.is_none())
+    }
+
+    /// Ends the attempt in progress, with why it failed.
+    pub fn end_current(&mut self, failure: Option<&'static str>) {
+        if let Some(attempt) = self.current() {
+            attempt.ended = Some(Instant::now());
+            attempt.failure = failure;
+        }
+    }
+
+    /// Whether `addr` failed this request already (and so is not chosen again for it).
+    pub fn excludes(&self, addr: &SocketAddr) -> bool {
+        self.list
+            .iter()
+            .any(|attempt| attempt.excluded && attempt.addr == *addr)
     }
 
     /// Whether the failed attempt on `selected` should be followed by another; records it as
@@ -62,15 +96,18 @@ impl Attempts {
         failure: Failure,
         replayable: bool,
     ) -> bool {
-        if let Some(addr) = selected.backend.addr.as_inet() {
-            self.tried.push(*addr);
+        if let Some(addr) = selected.backend.addr.as_inet()
+            && let Some(attempt) = self.list.last_mut().filter(|a| a.addr == *addr)
+        {
+            attempt.excluded = true;
         }
         let policy = pool.retry_policy();
-        let in_time = match (policy.retry_timeout, self.first) {
-            (Some(limit), Some(first)) => first.elapsed() < limit,
+        let in_time = match (policy.retry_timeout, self.list.first()) {
+            (Some(limit), Some(first)) => first.started.elapsed() < limit,
             _ => true,
         };
-        let untried_left = self.tried.len() < pool.backend_count();
+        let tried = self.list.iter().filter(|a| a.excluded).count();
+        let untried_left = tried < pool.backend_count();
         let costs_a_retry = matches!(failure, Failure::Timeout | Failure::Status(_));
         let allowed = match failure {
             Failure::Connect => true,

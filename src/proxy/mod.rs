@@ -19,12 +19,11 @@
 //! | `logging` | logging plugins |
 
 pub mod ctx;
-pub mod error_page;
 pub mod errors;
 pub mod failover;
-pub mod forwarded;
 pub mod grpc;
 pub mod grpc_web;
+pub mod in_flight;
 pub(crate) mod respond;
 
 use std::net::{IpAddr, SocketAddr};
@@ -44,15 +43,15 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::cache::CachePolicy;
-use crate::observe::UpstreamAttempt;
 use crate::observe::access_log::{ConnectionSerial, Entry};
 use crate::observe::metrics::ServerMetrics;
 use crate::observe::trace::RequestTrace;
 use crate::router::host::normalize_host;
 use crate::runtime::{Location, RuntimeHandle};
 use crate::vars::VarContext;
-use ctx::{InFlight, RequestCtx};
+use ctx::RequestCtx;
 use grpc_web::Bridge as GrpcWebBridge;
+pub use in_flight::{InFlight, InFlightGuard};
 use respond::Reply;
 
 /// The proxy logic of one server (listener).
@@ -222,7 +221,7 @@ impl Proxy {
             name,
             attributes,
             status,
-            &ctx.upstream_attempts,
+            ctx.attempts.list(),
             method,
             Instant::now(),
         );
@@ -261,7 +260,7 @@ impl Proxy {
                 .as_ref()
                 .and_then(|l| l.upstream.as_ref())
                 .map(|pool| pool.name()),
-            attempts: &ctx.upstream_attempts,
+            attempts: ctx.attempts.list(),
             server: &self.server,
             connection: ctx.connection,
             tls: session
@@ -474,7 +473,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         // A backend answered 502/503 and the request is retried: that attempt is over.
-        ctx.end_attempt(None);
+        ctx.attempts.end_current(None);
         let pool = ctx
             .location
             .as_ref()
@@ -482,13 +481,10 @@ impl ProxyHttp for Proxy {
             .ok_or_else(|| {
                 Error::explain(ErrorType::HTTPStatus(503), "this location has no upstream")
             })?;
-        ctx.attempts.start();
         let selected = pool
-            .select(
-                session.req_header(),
-                ctx.plugin.client_ip,
-                &ctx.attempts.tried,
-            )
+            .select(session.req_header(), ctx.plugin.client_ip, |addr| {
+                ctx.attempts.excludes(addr)
+            })
             .ok_or_else(|| {
                 Error::explain(
                     ErrorType::HTTPStatus(503),
@@ -510,7 +506,7 @@ impl ProxyHttp for Proxy {
             peer.options.read_timeout = Some(read);
         }
         if let Some(addr) = selected.backend.addr.as_inet() {
-            ctx.upstream_attempts.push(UpstreamAttempt::start(*addr, 0));
+            ctx.attempts.start(*addr, 0);
         }
         // Kept until the request ends (least connections counts it in flight till then); a
         // retry replaces it.
@@ -527,7 +523,7 @@ impl ProxyHttp for Proxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(attempt) = ctx.current_attempt() {
+        if let Some(attempt) = ctx.attempts.current() {
             attempt.connected = Some(Instant::now());
         }
         Ok(())
@@ -540,7 +536,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let peer_ip: Option<IpAddr> = ctx.plugin.remote_addr.map(|a: SocketAddr| a.ip());
-        forwarded::add_forwarded_headers(
+        crate::headers::forwarded::add_forwarded_headers(
             upstream_request,
             peer_ip,
             ctx.plugin.client_ip,
@@ -551,7 +547,7 @@ impl ProxyHttp for Proxy {
         if let Some(bridge) = &ctx.grpc_web {
             bridge.upstream_request(upstream_request);
         }
-        if let (Some(trace), Some(attempt)) = (&ctx.trace, ctx.upstream_attempts.last()) {
+        if let (Some(trace), Some(attempt)) = (&ctx.trace, ctx.attempts.last()) {
             upstream_request.insert_header("traceparent", trace.traceparent(attempt.span_id))?;
         }
         let Some(location) = ctx.location.clone() else {
@@ -574,7 +570,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         e: Box<Error>,
     ) -> Box<Error> {
-        ctx.end_attempt(Some(e.etype().as_str()));
+        ctx.attempts.end_current(Some(e.etype().as_str()));
         match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
             Some(pool) => {
                 failover::connect_failed(pool, ctx.backend.as_ref(), &mut ctx.attempts, e)
@@ -591,7 +587,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        ctx.end_attempt(Some(e.etype().as_str()));
+        ctx.attempts.end_current(Some(e.etype().as_str()));
         let e = e.more_context(format!("Peer: {peer}"));
         match ctx.location.as_ref().and_then(|l| l.upstream.as_ref()) {
             Some(pool) => failover::proxy_failed(
@@ -613,7 +609,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let pool = ctx.location.as_ref().and_then(|l| l.upstream.clone());
-        if let Some(attempt) = ctx.current_attempt() {
+        if let Some(attempt) = ctx.attempts.current() {
             let now = Instant::now();
             attempt.answered = Some(now);
             attempt.status = Some(upstream_response.status.as_u16());

@@ -12,8 +12,8 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
-use super::error_page::ErrorPages;
 use super::var_context;
+use crate::runtime::error_page::ErrorPages;
 
 /// A response to send instead of proxying.
 pub enum Reply {

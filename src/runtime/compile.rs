@@ -13,6 +13,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use pingap_plugins::{BuildContext, Chain, Instance, Registry};
 
+use super::error_page::ErrorPages;
 use super::{
     CompiledPlugin, ListenerPlan, Location, MetricsPlan, ProcessPlan, Runtime, ServerRoutes,
 };
@@ -23,12 +24,11 @@ use crate::config::schema::{
 use crate::config::validate::{Findings, parse_listen_addr, validate};
 use crate::config::{ConfigErrors, Loaded, Origins};
 use crate::headers::HeaderRules;
+use crate::headers::TrustedProxies;
 use crate::observe::access_log::{AccessLog, Format, Rotation, Sink, Target};
 use crate::observe::logs::LogFormat;
 use crate::observe::metrics::metrics;
 use crate::observe::trace::TracingPlan;
-use crate::proxy::error_page::ErrorPages;
-use crate::proxy::forwarded::TrustedProxies;
 use crate::router::conditions::Conditions;
 use crate::router::host::HostPattern;
 use crate::router::path::PathPattern;

@@ -6,6 +6,7 @@
 //! settings did not change) is carried over by [`compile`] from the previous snapshot.
 
 pub mod compile;
+pub mod error_page;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,13 +20,13 @@ use pingap_plugins::{Chain, Instance};
 
 use crate::cache::CachePolicy;
 use crate::headers::HeaderRules;
+use crate::headers::TrustedProxies;
 use crate::observe::metrics::LocationMetrics;
-use crate::proxy::error_page::ErrorPages;
-use crate::proxy::forwarded::TrustedProxies;
 use crate::router::Router;
 use crate::router::rewrite::Rewrite;
 use crate::tls::CertResolver;
 use crate::upstream::Pool;
+use error_page::ErrorPages;
 
 pub use compile::{Compiled, compile};
 

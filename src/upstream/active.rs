@@ -1,43 +1,15 @@
-//! The background service that runs the active health checks of every upstream that has one,
-//! each at its own interval, against the runtime current at each tick (so reloads add, change
-//! and remove checks). Results go to each backend's [`BackendHealth`](super::health), which
-//! survives reloads.
+//! One round of active health checks of an upstream: every backend checked once, concurrently.
+//! The results go to each backend's [`BackendHealth`](super::health), which survives reloads;
+//! the process runs a round every `interval` (`crate::process`'s upstream tasks).
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use futures::future::join_all;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 
 use super::Pool;
-use super::periodic::{First, every_upstream};
-use crate::runtime::RuntimeHandle;
-
-/// Runs the active health checks.
-pub struct ActiveChecks {
-    /// Where the upstreams are found.
-    pub runtime: Arc<RuntimeHandle>,
-}
-
-#[async_trait]
-impl BackgroundService for ActiveChecks {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        every_upstream(
-            &self.runtime,
-            shutdown,
-            First::AtOnce,
-            |pool| pool.health_check().map(|check| check.interval),
-            |pool| {
-                tokio::spawn(check_round(pool));
-            },
-        )
-        .await;
-    }
-}
 
 /// Checks every backend of `pool` once, concurrently.
-async fn check_round(pool: Arc<Pool>) {
+pub async fn check_backends(pool: Arc<Pool>) {
     let Some(check) = pool.health_check() else {
         return;
     };

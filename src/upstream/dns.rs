@@ -4,17 +4,10 @@
 //! so in the log; in-flight requests keep the backend they were given.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
-
-use super::periodic::{First, every_upstream};
-use crate::runtime::RuntimeHandle;
 
 /// Default `dns_refresh`.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
@@ -129,40 +122,4 @@ fn resolver(server: SocketAddr) -> Result<hickory_resolver::TokioResolver, Strin
     builder
         .build()
         .map_err(|e| format!("cannot use dns_server {server}: {e}"))
-}
-
-/// The background service that resolves the host names of every upstream again every
-/// `dns_refresh`.
-pub struct DnsRefresh {
-    /// Where the upstreams are found.
-    pub runtime: Arc<RuntimeHandle>,
-}
-
-#[async_trait]
-impl BackgroundService for DnsRefresh {
-    async fn start(&self, shutdown: ShutdownWatch) {
-        // Compiling the config resolved the names just now.
-        every_upstream(
-            &self.runtime,
-            shutdown,
-            First::AfterPeriod,
-            |pool| {
-                Some(pool.discovery())
-                    .filter(|d| d.is_dynamic())
-                    .map(|d| d.refresh)
-            },
-            |pool| {
-                tokio::spawn(async move {
-                    match pool.discovery().resolve().await {
-                        Ok(found) => pool.update_backends(found),
-                        Err(e) => tracing::warn!(
-                            upstream = %pool.name(),
-                            "DNS refresh failed, keeping the last good backends: {e}"
-                        ),
-                    }
-                });
-            },
-        )
-        .await;
-    }
 }

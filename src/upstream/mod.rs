@@ -7,7 +7,6 @@ pub mod balance;
 pub mod check;
 pub mod dns;
 pub mod health;
-pub mod periodic;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -274,6 +273,18 @@ impl Pool {
         &self.discovery
     }
 
+    /// Resolves the host names of `addrs` again and takes the result; a name that fails keeps
+    /// the last good backends, and says so in the log.
+    pub async fn refresh_backends(&self) {
+        match self.discovery().resolve().await {
+            Ok(found) => self.update_backends(found),
+            Err(e) => tracing::warn!(
+                upstream = %self.name(),
+                "DNS refresh failed, keeping the last good backends: {e}"
+            ),
+        }
+    }
+
     /// Replaces the backends with `found` (from a DNS refresh) when they differ, keeping the
     /// health of those that stay. Requests in flight keep the backend they have.
     pub fn update_backends(&self, found: Vec<(SocketAddr, usize)>) {
@@ -319,19 +330,18 @@ impl Pool {
         &self.policy
     }
 
-    /// Chooses a healthy backend for a request from `client_ip`, other than those in `tried`.
+    /// Chooses a healthy backend for a request from `client_ip`, other than those `excluded`
+    /// (that failed this request already).
     /// A backend whose open circuit is due for a probe gets the request first.
     pub fn select(
         &self,
         req: &RequestHeader,
         client_ip: Option<IpAddr>,
-        tried: &[SocketAddr],
+        excluded: impl Fn(&SocketAddr) -> bool,
     ) -> Option<Selected> {
         let members = self.members.load();
         let now = now_ms();
-        let untried = |backend: &Backend| {
-            tried.is_empty() || backend.addr.as_inet().is_none_or(|a| !tried.contains(a))
-        };
+        let untried = |backend: &Backend| backend.addr.as_inet().is_none_or(|a| !excluded(a));
         if self.policy.breaker.is_some() {
             for member in &members.backends {
                 if untried(&member.backend) && member.health.claim_probe(&self.policy, now) {
@@ -600,7 +610,7 @@ mod tests {
         for _ in 0..300 {
             *counts
                 .entry(
-                    pool.select(&get(), None, &[])
+                    pool.select(&get(), None, |_| false)
                         .unwrap()
                         .backend
                         .addr
@@ -619,7 +629,7 @@ mod tests {
         let mut heavy = 0;
         for _ in 0..400 {
             if pool
-                .select(&get(), None, &[])
+                .select(&get(), None, |_| false)
                 .unwrap()
                 .backend
                 .addr
@@ -694,7 +704,7 @@ mod tests {
             for i in 0..20 {
                 let req = RequestHeader::build("GET", format!("/{i}").as_bytes(), None).unwrap();
                 let ip = Some(format!("10.0.0.{i}").parse().unwrap());
-                let chosen = pool.select(&req, ip, &tried).unwrap();
+                let chosen = pool.select(&req, ip, |a| tried.contains(a)).unwrap();
                 assert_eq!(
                     chosen.backend.addr.to_string(),
                     "127.0.0.1:8003",
@@ -706,7 +716,8 @@ mod tests {
                 "127.0.0.1:8003".parse().unwrap(),
             ];
             assert!(
-                pool.select(&get(), None, &everything).is_none(),
+                pool.select(&get(), None, |a| everything.contains(a))
+                    .is_none(),
                 "{algorithm}"
             );
         }
@@ -748,7 +759,7 @@ mod tests {
             Duration::from_millis(250),
         ));
         let pool = compile("tls", &spec).unwrap();
-        let peer = pool.peer(&pool.select(&get(), None, &[]).unwrap().backend);
+        let peer = pool.peer(&pool.select(&get(), None, |_| false).unwrap().backend);
         assert_eq!(peer.sni, "api.example.com");
         assert!(peer.is_tls());
         assert_eq!(peer.options.read_timeout, Some(Duration::from_millis(250)));
