@@ -128,9 +128,7 @@ fn main() -> ExitCode {
         daemon: cli.daemon,
         upgrade: cli.upgrade,
     };
-    let result = process::run(source, registry, compiled, flags);
-    pingap::observe::flush();
-    match result {
+    match process::run(source, registry, compiled, flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

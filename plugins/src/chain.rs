@@ -1,11 +1,12 @@
 //! A location's plugins in run order, and the runner for each phase.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use crate::{Ctx, Flow, Instance, Phase, Phases, PluginError};
+use crate::{Ctx, Flow, Instance, Phase, Phases, Plugin, PluginError};
 
 /// The plugins of one location, sorted once (at config compile time) by priority, highest first;
 /// plugins of equal priority keep the order in which the location lists them.
@@ -77,7 +78,7 @@ impl Chain {
                 .plugin()
                 .request(req, ctx)
                 .await
-                .map_err(|e| named(e, entry))?;
+                .map_err(|e| e.named(entry))?;
             if let Flow::Respond(response) = flow {
                 return Ok(Flow::Respond(response));
             }
@@ -92,20 +93,9 @@ impl Chain {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
-        if !self.phases.contains(Phase::RequestBody) {
-            return Ok(());
-        }
-        for (index, entry) in self.ran(ctx).iter().enumerate() {
-            if entry.phases.contains(Phase::RequestBody) {
-                ctx.enter(index);
-                entry
-                    .instance
-                    .plugin()
-                    .request_body(body, end_of_stream, ctx)
-                    .map_err(|e| named(e, entry))?;
-            }
-        }
-        Ok(())
+        self.run(Phase::RequestBody, ctx, |plugin, ctx| {
+            plugin.request_body(body, end_of_stream, ctx)
+        })
     }
 
     /// Runs the upstream-request phase in order.
@@ -114,20 +104,9 @@ impl Chain {
         req: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
-        if !self.phases.contains(Phase::UpstreamRequest) {
-            return Ok(());
-        }
-        for (index, entry) in self.ran(ctx).iter().enumerate() {
-            if entry.phases.contains(Phase::UpstreamRequest) {
-                ctx.enter(index);
-                entry
-                    .instance
-                    .plugin()
-                    .upstream_request(req, ctx)
-                    .map_err(|e| named(e, entry))?;
-            }
-        }
-        Ok(())
+        self.run(Phase::UpstreamRequest, ctx, |plugin, ctx| {
+            plugin.upstream_request(req, ctx)
+        })
     }
 
     /// Runs the response-header phase, in reverse order, for the plugins that ran.
@@ -137,20 +116,9 @@ impl Chain {
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
         ctx.status = resp.status.as_u16();
-        if !self.phases.contains(Phase::ResponseHeaders) {
-            return Ok(());
-        }
-        for (index, entry) in self.ran(ctx).iter().enumerate().rev() {
-            if entry.phases.contains(Phase::ResponseHeaders) {
-                ctx.enter(index);
-                entry
-                    .instance
-                    .plugin()
-                    .response_headers(resp, ctx)
-                    .map_err(|e| named(e, entry))?;
-            }
-        }
-        Ok(())
+        self.run(Phase::ResponseHeaders, ctx, |plugin, ctx| {
+            plugin.response_headers(resp, ctx)
+        })
     }
 
     /// Runs the response-body phase, in reverse order, for the plugins that ran.
@@ -160,35 +128,51 @@ impl Chain {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
-        if !self.phases.contains(Phase::ResponseBody) {
+        self.run(Phase::ResponseBody, ctx, |plugin, ctx| {
+            plugin.response_body(body, end_of_stream, ctx)
+        })
+    }
+
+    /// Runs the logging phase, in reverse order, for the plugins that ran.
+    pub fn logging(&self, ctx: &mut Ctx) {
+        let Ok(()) = self.run(Phase::Logging, ctx, |plugin, ctx| {
+            plugin.logging(ctx);
+            Ok::<(), Infallible>(())
+        });
+    }
+
+    /// Runs `call` for each plugin that takes part in `phase` among those that ran their request
+    /// phase (or were skipped for it): in order for the phases on the way in, in reverse order
+    /// for the response phases. Stops at the first error, which names its plugin. Nothing is
+    /// allocated.
+    ///
+    /// The request phase itself is not run here: it decides which plugins ran.
+    fn run<E: PhaseError>(
+        &self,
+        phase: Phase,
+        ctx: &mut Ctx,
+        mut call: impl FnMut(&dyn Plugin, &mut Ctx) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if !self.phases.contains(phase) {
             return Ok(());
         }
-        for (index, entry) in self.ran(ctx).iter().enumerate().rev() {
-            if entry.phases.contains(Phase::ResponseBody) {
+        let ran = self.ran(ctx);
+        let reverse = matches!(
+            phase,
+            Phase::ResponseHeaders | Phase::ResponseBody | Phase::Logging
+        );
+        for step in 0..ran.len() {
+            let index = if reverse { ran.len() - 1 - step } else { step };
+            let entry = &ran[index];
+            if entry.phases.contains(phase) {
                 ctx.enter(index);
-                entry
-                    .instance
-                    .plugin()
-                    .response_body(body, end_of_stream, ctx)
-                    .map_err(|e| named(e, entry))?;
+                call(entry.instance.plugin(), ctx).map_err(|e| e.named(entry))?;
             }
         }
         Ok(())
     }
 
-    /// Runs the logging phase, in reverse order, for the plugins that ran.
-    pub fn logging(&self, ctx: &mut Ctx) {
-        if !self.phases.contains(Phase::Logging) {
-            return;
-        }
-        for (index, entry) in self.ran(ctx).iter().enumerate().rev() {
-            if entry.phases.contains(Phase::Logging) {
-                ctx.enter(index);
-                entry.instance.plugin().logging(ctx);
-            }
-        }
-    }
-
+    /// The plugins that ran their request phase (or were skipped for it), in run order.
     fn ran(&self, ctx: &Ctx) -> &[Entry] {
         &self.entries[..ctx.ran().min(self.entries.len())]
     }
@@ -202,9 +186,24 @@ impl std::fmt::Debug for Chain {
     }
 }
 
-fn named(mut error: PluginError, entry: &Entry) -> PluginError {
-    error.plugin = entry.instance.name().to_string();
-    error
+/// The error of a phase, which the chain tags with the plugin that failed.
+trait PhaseError {
+    /// The error, naming the plugin of `entry`.
+    fn named(self, entry: &Entry) -> Self;
+}
+
+impl PhaseError for PluginError {
+    fn named(mut self, entry: &Entry) -> Self {
+        self.plugin = entry.instance.name().to_string();
+        self
+    }
+}
+
+/// The logging phase cannot fail.
+impl PhaseError for Infallible {
+    fn named(self, _: &Entry) -> Self {
+        match self {}
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +246,15 @@ mod tests {
                 None => Flow::Continue,
             })
         }
+        fn request_body(
+            &self,
+            _: &mut Option<Bytes>,
+            end_of_stream: bool,
+            _: &mut Ctx,
+        ) -> Result<(), PluginError> {
+            self.note(&format!("request body {end_of_stream}"));
+            Ok(())
+        }
         fn upstream_request(&self, _: &mut RequestHeader, _: &mut Ctx) -> Result<(), PluginError> {
             self.note("upstream");
             Ok(())
@@ -262,6 +270,15 @@ mod tests {
                 "own state is visible"
             );
             self.note(&format!("response {}", resp.status.as_u16()));
+            Ok(())
+        }
+        fn response_body(
+            &self,
+            _: &mut Option<Bytes>,
+            end_of_stream: bool,
+            _: &mut Ctx,
+        ) -> Result<(), PluginError> {
+            self.note(&format!("response body {end_of_stream}"));
             Ok(())
         }
         fn logging(&self, _: &mut Ctx) {
@@ -358,6 +375,56 @@ mod tests {
                 "auth:response 401",
                 "cors:response 401",
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn body_phases_follow_the_request_order_and_only_plugins_that_ran() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let all = Phases::of(&[Phase::Request, Phase::RequestBody, Phase::ResponseBody]);
+        let body_only = Phases::of(&[Phase::RequestBody, Phase::ResponseBody]);
+        let chain = Chain::new(
+            [("low", 1, all), ("high", 10, all), ("quiet", 5, body_only)]
+                .into_iter()
+                .map(|(name, priority, phases)| {
+                    let probe = Probe {
+                        name,
+                        journal: journal.clone(),
+                        respond_with: None,
+                        phases,
+                    };
+                    Arc::new(Instance::new(name, "probe", priority, Arc::new(probe)))
+                })
+                .collect(),
+        );
+        assert!(chain.runs(Phase::ResponseBody) && !chain.runs(Phase::Logging));
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let mut ctx = Ctx::default();
+        chain.request(&mut req, &mut ctx).await.unwrap();
+        let mut body = None;
+        chain.request_body(&mut body, true, &mut ctx).unwrap();
+        chain.response_body(&mut body, false, &mut ctx).unwrap();
+        chain.logging(&mut ctx);
+        assert_eq!(
+            *journal.lock().unwrap(),
+            [
+                "high:request",
+                "low:request",
+                "high:request body true",
+                "quiet:request body true",
+                "low:request body true",
+                "low:response body false",
+                "quiet:response body false",
+                "high:response body false",
+            ]
+        );
+
+        journal.lock().unwrap().clear();
+        let mut fresh = Ctx::default();
+        chain.response_body(&mut body, true, &mut fresh).unwrap();
+        assert!(
+            journal.lock().unwrap().is_empty(),
+            "nothing ran its request phase yet"
         );
     }
 

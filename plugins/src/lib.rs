@@ -20,6 +20,7 @@
 //! This crate knows nothing of config files or of the proxy: the proxy hands each phase the
 //! request or response header and a per-request [`Ctx`], and renders [`Response`]s itself.
 
+mod access_list;
 mod builtin;
 mod chain;
 pub mod conditions;

@@ -7,14 +7,27 @@ use std::sync::Arc;
 use crate::{BuildError, Instance, Plugin, Settings};
 
 /// What a plugin may need to know to build itself besides its settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct BuildContext {
     /// The directory relative file paths in the settings are relative to (the directory of the
     /// config file that defines the plugin).
     pub base_dir: PathBuf,
-    /// The instance's name (the `NAME` of `[plugins.NAME]`), for plugins whose state outlives
-    /// one build.
+    /// The instance's name (the `NAME` of `[plugins.NAME]`).
     pub name: String,
+    /// The instance of the same name in the running configuration, when a reload rebuilds it
+    /// with other settings: a plugin whose state should outlive the change (a cache's contents)
+    /// takes it from there.
+    pub previous: Option<Arc<Instance>>,
+}
+
+impl std::fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildContext")
+            .field("base_dir", &self.base_dir)
+            .field("name", &self.name)
+            .field("previous", &self.previous.as_ref().map(|i| i.name()))
+            .finish()
+    }
 }
 
 impl BuildContext {

@@ -48,7 +48,7 @@ use pingora::http::ResponseHeader;
 use serde::Deserialize;
 
 use crate::headers::TrustedProxies;
-use storage::{MAX_ENTRY_SIZE, MemoryStorage};
+use storage::{MAX_ENTRY_SIZE, StorageLease};
 
 /// The `cache` plugin type.
 pub const TYPE: PluginType = PluginType {
@@ -97,7 +97,7 @@ struct Config {
 
 /// What a location's cache does.
 pub struct CachePolicy {
-    storage: &'static MemoryStorage,
+    storage: Arc<StorageLease>,
     max_object_size: usize,
     ttl: Duration,
     max_ttl: Duration,
@@ -167,7 +167,14 @@ fn build(settings: &Settings, context: &BuildContext) -> Result<Arc<dyn Plugin>,
     };
     Ok(Arc::new(CachePlugin {
         policy: Arc::new(CachePolicy {
-            storage: MemoryStorage::for_plugin(&context.name, max_size),
+            storage: match context
+                .previous
+                .as_ref()
+                .and_then(|previous| previous.plugin().as_any()?.downcast_ref::<CachePlugin>())
+            {
+                Some(previous) => StorageLease::carry(&previous.policy.storage, max_size),
+                None => StorageLease::new(max_size),
+            },
             max_object_size,
             ttl: config.ttl.map_or(DEFAULT_TTL, ConfigDuration::get),
             max_ttl: config.max_ttl.map_or(DEFAULT_MAX_TTL, ConfigDuration::get),
@@ -228,7 +235,7 @@ impl CachePolicy {
 
     /// Turns the cache on for this request (`request_cache_filter`).
     pub fn enable(&self, cache: &mut pingora::cache::HttpCache) {
-        cache.enable(self.storage, None, None, Some(cache_lock()), None);
+        cache.enable(self.storage.storage(), None, None, Some(cache_lock()), None);
         cache.set_max_file_size_bytes(self.max_object_size);
     }
 

@@ -3,13 +3,14 @@
 //! is admitted when it is complete; nothing is served from a partial write (concurrent misses
 //! wait on the cache lock instead).
 //!
-//! pingora-cache wants `&'static` storage. Each `cache` plugin name gets one small leaked shell
-//! for the life of the process; its contents are swapped, and the old ones freed, when the
-//! plugin is rebuilt with another `max_size`.
+//! pingora-cache wants `&'static` storage, so the storage itself is a small leaked shell whose
+//! contents can be swapped. A `cache` plugin holds a [`StorageLease`] on one shell: a reload that
+//! rebuilds the plugin takes over its lease (`crate::runtime::carry`), keeping the entries unless
+//! `max_size` changed; when no configuration holds the lease any more (the plugin was removed or
+//! renamed) the entries are freed and the shell goes back to a free list for the next cache.
 
 use std::any::Any;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -46,24 +47,59 @@ pub struct MemoryStorage {
     max_size: Mutex<usize>,
 }
 
-impl MemoryStorage {
-    /// The storage of the `cache` plugin `name`, holding at most `max_size` bytes.
-    pub fn for_plugin(name: &str, max_size: usize) -> &'static MemoryStorage {
-        static BY_NAME: OnceLock<Mutex<HashMap<String, &'static MemoryStorage>>> = OnceLock::new();
-        let mut by_name = match BY_NAME.get_or_init(Default::default).lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let storage = *by_name.entry(name.to_string()).or_insert_with(|| {
-            Box::leak(Box::new(MemoryStorage {
+/// The use of one storage shell by a cache, for as long as a configuration holds it.
+pub struct StorageLease {
+    storage: &'static MemoryStorage,
+}
+
+/// Shells no cache uses, kept for the next one. A process global because the shells are leaked
+/// for pingora-cache's `&'static` storage: without the list, every removed or renamed cache
+/// would leak a shell.
+static FREE_SHELLS: Mutex<Vec<&'static MemoryStorage>> = Mutex::new(Vec::new());
+
+impl StorageLease {
+    /// A lease on an empty storage holding at most `max_size` bytes.
+    pub fn new(max_size: usize) -> Arc<StorageLease> {
+        let free = FREE_SHELLS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let storage = match free {
+            Some(shell) => {
+                shell.resize(max_size);
+                shell
+            }
+            None => Box::leak(Box::new(MemoryStorage {
                 entries: ArcSwap::from_pointee(new_entries(max_size)),
                 max_size: Mutex::new(max_size),
-            }))
-        });
-        storage.resize(max_size);
-        storage
+            })),
+        };
+        Arc::new(StorageLease { storage })
     }
 
+    /// Takes over `lease` (a reload rebuilt its cache) with a limit of `max_size` bytes: the
+    /// entries stay when the limit is the same.
+    pub fn carry(lease: &Arc<StorageLease>, max_size: usize) -> Arc<StorageLease> {
+        lease.storage.resize(max_size);
+        lease.clone()
+    }
+
+    /// The storage, for pingora-cache.
+    pub fn storage(&self) -> &'static MemoryStorage {
+        self.storage
+    }
+}
+
+impl Drop for StorageLease {
+    fn drop(&mut self) {
+        // No request uses the storage any more (each holds its configuration, and so the lease,
+        // until it ends): free the entries and keep the shell.
+        self.storage.resize(0);
+        FREE_SHELLS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.storage);
+    }
+}
+
+impl MemoryStorage {
     /// Starts over empty with another size limit, if it changed.
     fn resize(&self, max_size: usize) {
         let Ok(mut current) = self.max_size.lock() else {
@@ -289,7 +325,8 @@ mod tests {
 
     #[tokio::test]
     async fn stores_serves_seeks_and_purges() {
-        let storage = MemoryStorage::for_plugin("storage-test-1", 1 << 20);
+        let lease = StorageLease::new(1 << 20);
+        let storage = lease.storage();
         let key = CacheKey::new("GET example.com/a", "");
         assert!(read(storage, &key).await.is_none());
         store(storage, &key, b"hello world").await;
@@ -318,7 +355,8 @@ mod tests {
 
     #[tokio::test]
     async fn memory_stays_within_max_size() {
-        let storage = MemoryStorage::for_plugin("storage-test-2", 256 * 1024);
+        let lease = StorageLease::new(256 * 1024);
+        let storage = lease.storage();
         let body = vec![b'x'; 32 * 1024];
         for i in 0..64 {
             store(storage, &CacheKey::new(format!("k{i}"), ""), &body).await;
@@ -336,13 +374,29 @@ mod tests {
         assert!((1..=8).contains(&kept), "{kept} entries kept");
     }
 
-    #[test]
-    fn the_same_name_is_the_same_storage_and_a_new_size_empties_it() {
-        let first = MemoryStorage::for_plugin("storage-test-3", 1 << 20);
-        let again = MemoryStorage::for_plugin("storage-test-3", 1 << 20);
-        assert!(std::ptr::eq(first, again));
-        let before = first.entries.load_full();
-        MemoryStorage::for_plugin("storage-test-3", 2 << 20);
-        assert!(!Arc::ptr_eq(&before, &first.entries.load_full()));
+    #[tokio::test]
+    async fn a_carried_lease_keeps_its_entries_until_resized_or_dropped() {
+        let lease = StorageLease::new(1 << 20);
+        let storage = lease.storage();
+        let key = CacheKey::new("GET example.com/carried", "");
+        store(storage, &key, b"kept").await;
+
+        let carried = StorageLease::carry(&lease, 1 << 20);
+        drop(lease);
+        assert!(std::ptr::eq(carried.storage(), storage));
+        assert_eq!(read(storage, &key).await.unwrap(), "kept");
+
+        let resized = StorageLease::carry(&carried, 2 << 20);
+        assert!(
+            read(storage, &key).await.is_none(),
+            "a new size starts empty"
+        );
+        store(storage, &key, b"again").await;
+        drop(carried);
+        drop(resized);
+        assert!(
+            read(storage, &key).await.is_none(),
+            "the last lease frees the entries"
+        );
     }
 }

@@ -14,9 +14,10 @@ pub mod trace;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// Writes out what is still buffered (access-log lines, spans); called when the process ends.
-pub fn flush() {
-    access_log::sink::flush_all(std::time::Duration::from_secs(2));
+/// Writes out what is still buffered (the lines of the access logs of `sinks`, spans); called
+/// when the process ends.
+pub fn flush<'a>(sinks: impl IntoIterator<Item = &'a std::sync::Arc<access_log::Sink>>) {
+    access_log::sink::flush_all(sinks, std::time::Duration::from_secs(2));
     trace::shutdown();
 }
 

@@ -16,6 +16,7 @@ use pingora::services::background::BackgroundService;
 use tokio::time::Instant;
 
 use crate::proxy::InFlight;
+use crate::runtime::RuntimeHandle;
 
 /// How often the in-flight count is checked while draining.
 const POLL: Duration = Duration::from_millis(10);
@@ -28,6 +29,8 @@ pub struct Drain {
     pub timeout: Duration,
     /// A pid file to remove on exit (daemon mode).
     pub pid_file: Option<PathBuf>,
+    /// The live runtime, whose access logs are written out before the process ends.
+    pub runtime: Arc<RuntimeHandle>,
 }
 
 #[async_trait]
@@ -64,7 +67,9 @@ impl BackgroundService for Drain {
         if let Some(pid_file) = &self.pid_file {
             let _ = std::fs::remove_file(pid_file);
         }
-        tokio::task::block_in_place(crate::observe::flush);
+        tokio::task::block_in_place(|| {
+            crate::observe::flush(self.runtime.load().access_log_sinks())
+        });
         std::process::exit(0);
     }
 }

@@ -62,8 +62,8 @@ pub enum StartError {
 
 /// Starts serving `compiled` and runs until shut down.
 ///
-/// Returns once the listeners are bound and Pingora has stopped; a graceful shutdown ends the
-/// process from the drain service instead (see [`drain`]).
+/// Returns once Pingora has stopped, with what was buffered written out; a graceful shutdown
+/// ends the process from the drain service instead (see [`drain`]).
 pub fn run(
     source: Source,
     registry: Registry,
@@ -193,6 +193,7 @@ pub fn run(
             pid_file: flags
                 .daemon
                 .then(|| server.configuration.pid_file.clone().into()),
+            runtime: runtime.clone(),
         },
     ));
 
@@ -210,6 +211,7 @@ pub fn run(
         },
     ));
 
+    let live = runtime.clone();
     let reloader = Reloader::new(source, registry, runtime, listeners);
     let signals = signals::SignalWatch::new(signals, reloader);
     tracing::info!(
@@ -221,6 +223,7 @@ pub fn run(
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });
+    crate::observe::flush(live.load().access_log_sinks());
     Ok(())
 }
 

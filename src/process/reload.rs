@@ -48,6 +48,11 @@ impl Reloader {
         }
     }
 
+    /// The runtime it reloads.
+    pub fn runtime(&self) -> &Arc<RuntimeHandle> {
+        &self.runtime
+    }
+
     /// Reloads; returns the new generation and a summary.
     pub fn reload(&self) -> Result<(u64, String), ReloadError> {
         let result = self.try_reload();

@@ -58,7 +58,9 @@ impl ShutdownSignalWatch for SignalWatch {
                 }
                 SIGUSR1 => {
                     tracing::info!("SIGUSR1: reopening the access logs");
-                    crate::observe::access_log::reopen_all();
+                    for sink in self.reloader.runtime().load().access_log_sinks() {
+                        sink.reopen();
+                    }
                 }
                 SIGQUIT => {
                     tracing::info!("SIGQUIT: handing the listeners over to the new process");

@@ -13,6 +13,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use pingap_plugins::{BuildContext, Chain, Instance, Registry};
 
+use super::carry::Carry;
 use super::error_page::ErrorPages;
 use super::{
     CompiledPlugin, ListenerPlan, Location, MetricsPlan, ProcessPlan, Runtime, ServerRoutes,
@@ -92,8 +93,8 @@ fn plural(count: usize, noun: &str) -> String {
     }
 }
 
-/// Compiles a loaded configuration. Plugin instances of `previous` whose settings are unchanged
-/// are reused, keeping their state.
+/// Compiles a loaded configuration. `previous` is the running runtime: what it carries over to
+/// the new one is decided in [`super::carry`].
 pub fn compile(
     loaded: &Loaded,
     registry: &Registry,
@@ -106,13 +107,15 @@ pub fn compile(
         origins: &loaded.origins,
         registry,
         findings,
+        carry: Carry::from(previous),
+        sinks: Vec::new(),
     };
 
     let plan_basic = cx.basic();
     let trusted_proxies = cx.trusted_proxies();
     let error_pages = cx.error_pages();
-    let plugins = cx.plugins(previous);
-    let upstreams = cx.upstreams(previous);
+    let plugins = cx.plugins();
+    let upstreams = cx.upstreams();
     let locations = cx.locations(&upstreams, &plugins);
     let (servers, listeners) = cx.servers(&locations);
     cx.not_yet_implemented();
@@ -151,6 +154,10 @@ struct Context<'a> {
     origins: &'a Origins,
     registry: &'a Registry,
     findings: Findings,
+    /// What the running runtime hands over.
+    carry: Carry<'a>,
+    /// The access-log sinks opened or carried so far (servers logging to one target share one).
+    sinks: Vec<Arc<Sink>>,
 }
 
 impl Context<'_> {
@@ -290,15 +297,12 @@ impl Context<'_> {
         }
     }
 
-    fn plugins(&mut self, previous: Option<&Runtime>) -> IndexMap<String, CompiledPlugin> {
+    fn plugins(&mut self) -> IndexMap<String, CompiledPlugin> {
         let mut built = IndexMap::new();
         for (name, spec) in &self.config.plugins {
             let fingerprint = fingerprint(spec);
-            let reusable = previous
-                .and_then(|runtime| runtime.plugins.get(name))
-                .filter(|old| old.fingerprint == fingerprint);
-            let instance = match reusable {
-                Some(old) => old.instance.clone(),
+            let instance = match self.carry.plugin(name, fingerprint) {
+                Some(kept) => kept,
                 None => match self.registry.build(
                     name,
                     &spec.kind,
@@ -307,6 +311,7 @@ impl Context<'_> {
                     &BuildContext {
                         base_dir: self.resolve(&format!("plugins.{name}"), Path::new("")),
                         name: name.clone(),
+                        previous: self.carry.rebuilt_plugin(name),
                     },
                 ) {
                     Ok(instance) => Arc::new(instance),
@@ -328,7 +333,7 @@ impl Context<'_> {
         built
     }
 
-    fn upstreams(&mut self, previous: Option<&Runtime>) -> IndexMap<String, Arc<Pool>> {
+    fn upstreams(&mut self) -> IndexMap<String, Arc<Pool>> {
         let mut pools = IndexMap::new();
         for (name, spec) in &self.config.upstreams {
             if spec.addrs.is_empty() {
@@ -338,7 +343,7 @@ impl Context<'_> {
             let resolve = |path: &Path| self.resolve(&table, path);
             let cx = PoolContext {
                 resolve: &resolve,
-                previous: previous.and_then(|p| p.upstreams.get(name)).map(|p| &**p),
+                previous: self.carry.pool(name),
             };
             match Pool::compile(name, spec, &cx) {
                 Ok(pool) => {
@@ -668,8 +673,23 @@ impl Context<'_> {
             };
             self.error(table, key, "has no effect without access_log_rotate");
         }
+        let shared = self
+            .sinks
+            .iter()
+            .find(|sink| sink.serves(&target, &rotation))
+            .cloned()
+            .or_else(|| self.carry.sink(&target, &rotation));
+        if let Some(sink) = shared {
+            if !self.sinks.iter().any(|s| Arc::ptr_eq(s, &sink)) {
+                self.sinks.push(sink.clone());
+            }
+            return Some(AccessLog::new(format, sink));
+        }
         match Sink::open(target.clone(), rotation) {
-            Ok(sink) => Some(AccessLog::new(format, sink)),
+            Ok(sink) => {
+                self.sinks.push(sink.clone());
+                Some(AccessLog::new(format, sink))
+            }
             Err(e) => {
                 let shown = match &target {
                     Target::File(path) => path.display().to_string(),

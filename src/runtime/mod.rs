@@ -2,9 +2,10 @@
 //! it atomically on reload.
 //!
 //! A request loads the current snapshot once, when it starts, and keeps it to the end: a reload
-//! never changes a request in flight. State that must outlive a reload (plugin instances whose
-//! settings did not change) is carried over by [`compile`] from the previous snapshot.
+//! never changes a request in flight. State that must outlive a reload is carried over from the
+//! previous snapshot by [`compile`], as [`carry`] decides.
 
+pub mod carry;
 pub mod compile;
 pub mod error_page;
 
@@ -21,6 +22,7 @@ use pingap_plugins::{Chain, Instance};
 use crate::cache::CachePolicy;
 use crate::headers::HeaderRules;
 use crate::headers::TrustedProxies;
+use crate::observe::access_log::{AccessLog, Sink};
 use crate::observe::metrics::LocationMetrics;
 use crate::router::Router;
 use crate::router::rewrite::Rewrite;
@@ -53,6 +55,15 @@ impl Runtime {
     pub fn server(&self, name: &str) -> Option<&ServerRoutes> {
         self.servers.iter().find(|s| s.name == name)
     }
+
+    /// The sinks of the servers' access logs (one per server that logs; servers logging to the
+    /// same target share one).
+    pub fn access_log_sinks(&self) -> impl Iterator<Item = &Arc<Sink>> {
+        self.servers
+            .iter()
+            .filter_map(|server| server.access_log.as_ref())
+            .map(AccessLog::sink)
+    }
 }
 
 /// One server's routing table.
@@ -64,7 +75,7 @@ pub struct ServerRoutes {
     /// Its locations.
     pub router: Router<Arc<Location>>,
     /// Its access log, if it has one.
-    pub access_log: Option<crate::observe::access_log::AccessLog>,
+    pub access_log: Option<AccessLog>,
 }
 
 /// A plugin instance with the fingerprint of the settings it was built from.

@@ -12,14 +12,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::StatusCode;
 use ipnet::IpNet;
 use pingora_http::RequestHeader;
-use serde::Deserialize;
 
+use crate::access_list::{self, AccessList, Pattern};
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -29,58 +27,35 @@ pub(crate) const TYPE: PluginType = PluginType {
     build,
 };
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default)]
-    allow: Vec<String>,
-    #[serde(default)]
-    deny: Vec<String>,
-}
-
 struct IpRestriction {
-    allow: Vec<IpNet>,
-    deny: Vec<IpNet>,
+    list: AccessList<Vec<IpNet>>,
 }
 
-fn nets(key: &str, entries: &[String]) -> Result<Vec<IpNet>, BuildError> {
-    entries
-        .iter()
-        .enumerate()
-        .map(|(index, entry)| {
-            let entry = entry.trim();
-            entry
-                .parse::<IpNet>()
-                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    BuildError::at(
-                        format!("{key}[{index}]"),
-                        format!("\"{entry}\" is not an IP address or CIDR"),
-                    )
-                })
-        })
-        .collect()
+impl Pattern for IpNet {
+    type Subject = IpAddr;
+
+    fn parse(entry: &str) -> Result<Self, String> {
+        let entry = entry.trim();
+        entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("\"{entry}\" is not an IP address or CIDR"))
+    }
+
+    fn matches(&self, client: &IpAddr) -> bool {
+        self.contains(client)
+    }
 }
 
 fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
-    let config: Config = crate::settings::parse(settings)?;
-    let plugin = IpRestriction {
-        allow: nets("allow", &config.allow)?,
-        deny: nets("deny", &config.deny)?,
-    };
-    if plugin.allow.is_empty() && plugin.deny.is_empty() {
-        return Err(BuildError::at("allow", "set allow, deny or both"));
-    }
-    Ok(Arc::new(plugin))
+    Ok(Arc::new(IpRestriction {
+        list: AccessList::from_settings(settings)?,
+    }))
 }
 
 impl IpRestriction {
     fn admits(&self, client: Option<IpAddr>) -> bool {
-        let Some(client) = client.map(canonical) else {
-            return self.allow.is_empty();
-        };
-        !self.deny.iter().any(|net| net.contains(&client))
-            && (self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&client)))
+        self.list.admits(client.map(canonical).as_ref())
     }
 }
 
@@ -99,12 +74,10 @@ impl Plugin for IpRestriction {
     }
 
     async fn request(&self, _req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
-        Ok(Flow::admit_if(self.admits(ctx.client_ip), || {
-            Response::refuse(
-                StatusCode::FORBIDDEN,
-                "access from this address is not allowed",
-            )
-        }))
+        Ok(access_list::decide(
+            self.admits(ctx.client_ip),
+            "access from this address is not allowed",
+        ))
     }
 }
 
@@ -114,10 +87,8 @@ mod tests {
     use crate::builtin::testing::build_error;
 
     fn rule(settings: &str) -> IpRestriction {
-        let config: Config = crate::settings::parse(&settings.parse().unwrap()).unwrap();
         IpRestriction {
-            allow: nets("allow", &config.allow).unwrap(),
-            deny: nets("deny", &config.deny).unwrap(),
+            list: AccessList::from_settings(&settings.parse().unwrap()).unwrap(),
         }
     }
 

@@ -526,6 +526,7 @@ mod tests {
             let context = BuildContext {
                 base_dir: dir.clone(),
                 name: "jwt".into(),
+                ..BuildContext::default()
             };
             let plugin = build(&settings.parse().unwrap(), &context).unwrap();
             let encoding = match algorithm {

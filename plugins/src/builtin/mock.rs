@@ -205,6 +205,7 @@ mod tests {
         let context = BuildContext {
             base_dir: dir.clone(),
             name: "mock".into(),
+            ..BuildContext::default()
         };
         let plugin = build(&"file = 'page.html'".parse().unwrap(), &context).unwrap();
         let response = tokio::runtime::Builder::new_current_thread()

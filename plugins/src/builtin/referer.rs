@@ -11,13 +11,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{StatusCode, Uri, header};
+use http::{Uri, header};
 use pingora_http::RequestHeader;
 use serde::Deserialize;
 
+use crate::access_list::{self, AccessList, Pattern};
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -45,8 +45,11 @@ fn yes() -> bool {
 /// A host pattern: exact, or `.example.com` for its subdomains.
 struct HostRule(String);
 
-impl HostRule {
-    fn parse(key: &str, text: &str) -> Result<HostRule, BuildError> {
+impl Pattern for HostRule {
+    /// The host of the `Referer`, lower-cased.
+    type Subject = str;
+
+    fn parse(text: &str) -> Result<HostRule, String> {
         let text = text.trim().to_ascii_lowercase();
         let host = text.strip_prefix("*.").unwrap_or(&text);
         if host.is_empty()
@@ -54,10 +57,7 @@ impl HostRule {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
         {
-            return Err(BuildError::at(
-                key,
-                format!("\"{text}\" is not a host or *.host"),
-            ));
+            return Err(format!("\"{text}\" is not a host or *.host"));
         }
         Ok(HostRule(if text.starts_with("*.") {
             text[1..].to_string()
@@ -75,23 +75,14 @@ impl HostRule {
 }
 
 struct Referer {
-    allow: Vec<HostRule>,
-    deny: Vec<HostRule>,
+    list: AccessList<Vec<HostRule>>,
     allow_empty: bool,
-}
-
-fn rules(key: &str, list: &[String]) -> Result<Vec<HostRule>, BuildError> {
-    list.iter()
-        .enumerate()
-        .map(|(index, text)| HostRule::parse(&format!("{key}[{index}]"), text))
-        .collect()
 }
 
 fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     Ok(Arc::new(Referer {
-        allow: rules("allow", &config.allow)?,
-        deny: rules("deny", &config.deny)?,
+        list: AccessList::parse(&config.allow, &config.deny)?,
         allow_empty: config.allow_empty,
     }))
 }
@@ -104,10 +95,9 @@ impl Referer {
         let host = referer
             .parse::<Uri>()
             .ok()
-            .and_then(|uri| uri.host().map(str::to_ascii_lowercase))
-            .unwrap_or_default();
-        !self.deny.iter().any(|rule| rule.matches(&host))
-            && (self.allow.is_empty() || self.allow.iter().any(|rule| rule.matches(&host)))
+            .and_then(|uri| uri.host().map(str::to_ascii_lowercase));
+        // A `Referer` that is not a URL has no host, which matches no rule.
+        self.list.admits(host.as_deref())
     }
 }
 
@@ -122,12 +112,10 @@ impl Plugin for Referer {
             .headers
             .get(header::REFERER)
             .and_then(|v| v.to_str().ok());
-        Ok(Flow::admit_if(self.admits(referer), || {
-            Response::refuse(
-                StatusCode::FORBIDDEN,
-                "requests from this referer are not allowed",
-            )
-        }))
+        Ok(access_list::decide(
+            self.admits(referer),
+            "requests from this referer are not allowed",
+        ))
     }
 }
 
@@ -139,8 +127,7 @@ mod tests {
     fn referer(settings: &str) -> Referer {
         let config: Config = crate::settings::parse(&settings.parse().unwrap()).unwrap();
         Referer {
-            allow: rules("allow", &config.allow).unwrap(),
-            deny: rules("deny", &config.deny).unwrap(),
+            list: AccessList::parse(&config.allow, &config.deny).unwrap(),
             allow_empty: config.allow_empty,
         }
     }

@@ -11,14 +11,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{StatusCode, header};
+use http::header;
 use pingora_http::RequestHeader;
-use regex::RegexSet;
-use serde::Deserialize;
+use regex::{Regex, RegexSet};
 
+use crate::access_list::{self, AccessList, Matcher};
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -28,53 +27,42 @@ pub(crate) const TYPE: PluginType = PluginType {
     build,
 };
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default)]
-    allow: Vec<String>,
-    #[serde(default)]
-    deny: Vec<String>,
-}
-
 struct UserAgent {
-    allow: Option<RegexSet>,
-    deny: Option<RegexSet>,
+    list: AccessList<RegexSet>,
 }
 
-fn set(key: &str, patterns: &[String]) -> Result<Option<RegexSet>, BuildError> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    for (index, pattern) in patterns.iter().enumerate() {
-        regex::Regex::new(pattern).map_err(|e| {
-            BuildError::at(format!("{key}[{index}]"), format!("invalid regex: {e}"))
+/// A list of regexes is matched in one pass, as a set.
+impl Matcher for RegexSet {
+    type Subject = str;
+
+    fn parse(key: &str, patterns: &[String]) -> Result<Self, BuildError> {
+        // Compiled one by one first, so that an error names its entry.
+        access_list::parse_entries(key, patterns, |pattern| {
+            Regex::new(pattern)
+                .map(drop)
+                .map_err(|e| format!("invalid regex: {e}"))
         })?;
+        RegexSet::new(patterns).map_err(|e| BuildError::at(key, format!("invalid regex: {e}")))
     }
-    RegexSet::new(patterns)
-        .map(Some)
-        .map_err(|e| BuildError::at(key, format!("invalid regex: {e}")))
+
+    fn is_empty(&self) -> bool {
+        RegexSet::is_empty(self)
+    }
+
+    fn matches(&self, agent: &str) -> bool {
+        self.is_match(agent)
+    }
 }
 
 fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
-    let config: Config = crate::settings::parse(settings)?;
-    let plugin = UserAgent {
-        allow: set("allow", &config.allow)?,
-        deny: set("deny", &config.deny)?,
-    };
-    if plugin.allow.is_none() && plugin.deny.is_none() {
-        return Err(BuildError::at("allow", "set allow, deny or both"));
-    }
-    Ok(Arc::new(plugin))
+    Ok(Arc::new(UserAgent {
+        list: AccessList::from_settings(settings)?,
+    }))
 }
 
 impl UserAgent {
     fn admits(&self, agent: &str) -> bool {
-        !self.deny.as_ref().is_some_and(|deny| deny.is_match(agent))
-            && self
-                .allow
-                .as_ref()
-                .is_none_or(|allow| allow.is_match(agent))
+        self.list.admits(Some(agent))
     }
 }
 
@@ -90,9 +78,10 @@ impl Plugin for UserAgent {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        Ok(Flow::admit_if(self.admits(agent), || {
-            Response::refuse(StatusCode::FORBIDDEN, "this user agent is not allowed")
-        }))
+        Ok(access_list::decide(
+            self.admits(agent),
+            "this user agent is not allowed",
+        ))
     }
 }
 
@@ -102,10 +91,8 @@ mod tests {
     use crate::builtin::testing::build_error;
 
     fn plugin(settings: &str) -> UserAgent {
-        let config: Config = crate::settings::parse(&settings.parse().unwrap()).unwrap();
         UserAgent {
-            allow: set("allow", &config.allow).unwrap(),
-            deny: set("deny", &config.deny).unwrap(),
+            list: AccessList::from_settings(&settings.parse().unwrap()).unwrap(),
         }
     }
 

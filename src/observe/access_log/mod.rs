@@ -20,7 +20,7 @@ use super::UpstreamAttempt;
 use crate::vars::VarContext;
 pub use format::{ConnectionSerial, Format};
 pub use rotate::Rotation;
-pub use sink::{Sink, Target, reopen_all};
+pub use sink::{Sink, Target};
 
 /// Everything a log line can say about one finished request.
 pub struct Entry<'a> {
@@ -68,6 +68,11 @@ impl AccessLog {
     /// A log in `format` written to `sink`.
     pub fn new(format: Format, sink: Arc<Sink>) -> Self {
         AccessLog { format, sink }
+    }
+
+    /// The sink its lines go to.
+    pub fn sink(&self) -> &Arc<Sink> {
+        &self.sink
     }
 
     /// Whether the format uses `$connection` or `$connection_requests`.

@@ -4,17 +4,19 @@
 //! A request only formats its line and offers it to the channel; when the channel is full (the
 //! disk cannot keep up) the line is dropped and counted in `pingap_access_log_dropped_total`,
 //! never waited for. Servers logging to the same file share one sink, and a reload keeps the
-//! sinks whose file and rotation are unchanged, so lines are never interleaved by two writers.
-//! `SIGUSR1` ([`reopen_all`]) makes every writer reopen its file, for external logrotate.
+//! sinks whose file and rotation are unchanged (the runtime carries them, see
+//! `crate::runtime::carry`), so lines are never interleaved by two writers. `SIGUSR1` makes
+//! every writer reopen its file ([`Sink::reopen`]), for external logrotate. A sink no runtime
+//! holds any more ends its writer, which writes out what it holds first.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{
     Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, channel, sync_channel,
 };
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use prometheus::IntCounter;
@@ -69,22 +71,10 @@ pub struct Sink {
     dropped: IntCounter,
 }
 
-/// The live sinks, so that servers and reloads share them.
-static SINKS: Mutex<Vec<Weak<Sink>>> = Mutex::new(Vec::new());
-
 impl Sink {
-    /// The sink of `target`: the live one if its rotation is the same, else a new one with its
-    /// writer thread. Fails if the file cannot be opened for appending.
+    /// A new sink for `target`, with its writer thread. Fails if the file cannot be opened for
+    /// appending.
     pub fn open(target: Target, rotation: Rotation) -> io::Result<Arc<Sink>> {
-        let mut sinks = SINKS.lock().unwrap_or_else(|e| e.into_inner());
-        sinks.retain(|s| s.strong_count() > 0);
-        if let Some(live) = sinks
-            .iter()
-            .filter_map(Weak::upgrade)
-            .find(|s| s.target == target && s.rotation == rotation)
-        {
-            return Ok(live);
-        }
         let output = Output::open(&target)?;
         let (tx, rx) = sync_channel(CHANNEL_LINES);
         let reopen = Arc::new(AtomicBool::new(false));
@@ -109,15 +99,19 @@ impl Sink {
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || writer.run(rx))?;
-        let sink = Arc::new(Sink {
+        Ok(Arc::new(Sink {
             target,
             rotation,
             tx,
             reopen,
             dropped,
-        });
-        sinks.push(Arc::downgrade(&sink));
-        Ok(sink)
+        }))
+    }
+
+    /// Whether this sink writes to `target` with `rotation` (and so can serve a server that
+    /// asks for them).
+    pub fn serves(&self, target: &Target, rotation: &Rotation) -> bool {
+        self.target == *target && self.rotation == *rotation
     }
 
     /// Offers a line to the writer; drops (and counts) it when the writer is behind.
@@ -128,21 +122,16 @@ impl Sink {
         }
     }
 
-    fn request_reopen(&self) {
+    /// Makes the writer reopen its file (`SIGUSR1`, after logrotate moved it).
+    pub fn reopen(&self) {
         self.reopen.store(true, Ordering::Release);
         let _ = self.tx.try_send(Message::Wake);
     }
 }
 
-/// Makes every live sink write out the lines it holds, waiting up to `timeout` in all (at exit).
-pub fn flush_all(timeout: Duration) {
+/// Makes `sinks` write out the lines they hold, waiting up to `timeout` in all (at exit).
+pub fn flush_all<'a>(sinks: impl IntoIterator<Item = &'a Arc<Sink>>, timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
-    let sinks: Vec<Arc<Sink>> = SINKS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(Weak::upgrade)
-        .collect();
     for sink in sinks {
         let (done_tx, done_rx) = sync_channel(1);
         let mut message = Message::Flush(done_tx);
@@ -161,14 +150,6 @@ pub fn flush_all(timeout: Duration) {
                 Err(_) => break,
             }
         }
-    }
-}
-
-/// Makes every live sink reopen its file (`SIGUSR1`).
-pub fn reopen_all() {
-    let sinks = SINKS.lock().unwrap_or_else(|e| e.into_inner());
-    for sink in sinks.iter().filter_map(Weak::upgrade) {
-        sink.request_reopen();
     }
 }
 
