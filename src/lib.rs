@@ -10,7 +10,6 @@
 
 pub mod cache;
 pub mod config;
-pub mod explain;
 pub mod headers;
 pub mod observe;
 pub mod process;

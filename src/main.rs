@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pingap::config::Source;
-use pingap::explain::{self, Request};
 use pingap::process::{self, RunFlags};
+use pingap::proxy::explain::{self, Request};
 use pingap::runtime::compile;
 
 /// A reverse proxy and API gateway built on Pingora.
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         client,
     }) = cli.command
     {
-        return run_explain(&compiled, request, headers, server, client);
+        return run_explain(compiled, request, headers, server, client);
     }
 
     if cli.test {
@@ -139,7 +139,7 @@ fn main() -> ExitCode {
 }
 
 fn run_explain(
-    compiled: &pingap::runtime::Compiled,
+    compiled: pingap::runtime::Compiled,
     request: Vec<String>,
     headers: Vec<String>,
     server: Option<String>,
@@ -173,11 +173,12 @@ fn run_explain(
                 server,
                 client,
             };
-            explain::explain(compiled, &request)
+            let warnings = compiled.warnings.clone();
+            explain::explain(compiled, &request).map(|explanation| (warnings, explanation))
         });
     match parsed {
-        Ok(explanation) => {
-            for warning in &compiled.warnings {
+        Ok((warnings, explanation)) => {
+            for warning in &warnings {
                 println!("warning: {warning}");
             }
             print!("{}", explanation.text);

@@ -8,7 +8,7 @@ use pingap_plugins::Ctx;
 
 use super::failover::Attempts;
 use super::in_flight::InFlightGuard;
-use super::respond::Reply;
+use super::reply::Reply;
 use crate::observe::access_log::ConnectionSerial;
 use crate::observe::trace::RequestTrace;
 use crate::runtime::{Location, Runtime};

@@ -20,13 +20,15 @@
 
 pub mod ctx;
 pub mod errors;
+pub mod explain;
 pub mod failover;
 pub mod grpc;
 pub mod grpc_web;
 pub mod in_flight;
+pub mod reply;
+pub mod request;
 pub(crate) mod respond;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -34,7 +36,6 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::StatusCode;
-use pingap_plugins::Flow;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -46,13 +47,11 @@ use crate::cache::CachePolicy;
 use crate::observe::access_log::{ConnectionSerial, Entry};
 use crate::observe::metrics::ServerMetrics;
 use crate::observe::trace::RequestTrace;
-use crate::router::host::normalize_host;
-use crate::runtime::{Location, RuntimeHandle};
-use crate::vars::VarContext;
+use crate::runtime::RuntimeHandle;
 use ctx::RequestCtx;
-use grpc_web::Bridge as GrpcWebBridge;
 pub use in_flight::{InFlight, InFlightGuard};
-use respond::Reply;
+use reply::Reply;
+use request::{path_and_query, request_uri};
 
 /// The proxy logic of one server (listener).
 pub struct Proxy {
@@ -81,29 +80,11 @@ impl Proxy {
         }
     }
 
-    /// Loads the snapshot, routes the request and fills the context. Returns the reply to send
-    /// instead of proxying, if any.
-    fn route(&self, session: &mut Session, ctx: &mut RequestCtx) -> Option<Reply> {
+    /// Loads the snapshot, routes the request ([`request::route`]) and notes what the access
+    /// log and traces need of the connection. Returns the reply to send instead of proxying, if
+    /// any.
+    fn route(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Option<Reply>> {
         let runtime = self.runtime.load();
-        let req = session.req_header();
-        let raw_host = req
-            .headers
-            .get(http::header::HOST)
-            .map(|h| h.as_bytes())
-            .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()))
-            .unwrap_or_default();
-        let mut buf = [0u8; 256];
-        let host = normalize_host(raw_host, &mut buf).unwrap_or_default();
-        ctx.plugin.host.push_str(host);
-
-        let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
-        let peer_ip = peer.map(|a| a.ip());
-        ctx.peer_trusted = peer_ip.is_some_and(|ip| runtime.trusted_proxies.contains(ip));
-        ctx.plugin.client_ip = peer_ip.map(|ip| runtime.trusted_proxies.client_ip(ip, req));
-        ctx.plugin.remote_addr = peer;
-        ctx.plugin.server_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
-        ctx.plugin.tls = self.tls;
-
         let server = runtime.server(&self.server);
         if server
             .and_then(|server| server.access_log.as_ref())
@@ -122,40 +103,19 @@ impl Proxy {
             let traceparent = session.get_header("traceparent").map(|v| v.as_bytes());
             ctx.trace = RequestTrace::start(traceparent, ctx.started);
         }
-        let req = session.req_header();
-        let reply = match server {
-            None => Some(Reply::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "this listener is not in the current configuration",
-            )),
-            Some(server) if server.tls13_only && negotiated_tls12(session) => Some(Reply::error(
-                StatusCode::FORBIDDEN,
-                "this server requires TLS 1.3",
-            )),
-            Some(server) => match server.router.route(&ctx.plugin.host, req) {
-                None => Some(Reply::error(
-                    StatusCode::NOT_FOUND,
-                    "no route matched this request",
-                )),
-                Some(matched) => {
-                    let location = matched.target.clone();
-                    if location.needs_captures {
-                        ctx.captures = matched.captures(&ctx.plugin.host, req.uri.path());
-                    }
-                    ctx.plugin.location = location.name.clone();
-                    ctx.location = Some(location);
-                    ctx.matched_len = matched.matched_len;
-                    None
-                }
-            },
-        };
         // Pingora keeps an idle keep-alive connection forever unless told otherwise; give
         // those without a timeout of their own (and not closing) `basic.keepalive_timeout`.
         if session.get_keepalive() == Some(0) {
             session.set_keepalive(Some(runtime.keepalive_timeout_secs));
         }
-        ctx.runtime = Some(runtime);
-        reply
+        let connection = request::Connection {
+            server: &self.server,
+            peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
+            local: session.server_addr().and_then(|a| a.as_inet()).copied(),
+            tls: self.tls,
+            tls12: negotiated_tls12(session),
+        };
+        request::route(runtime, session.req_header_mut(), &connection, ctx)
     }
 }
 
@@ -292,45 +252,6 @@ fn cache_of(ctx: &RequestCtx) -> Option<&Arc<CachePolicy>> {
     ctx.location.as_ref().and_then(|l| l.cache.as_ref())
 }
 
-/// Replaces the request's path and query.
-fn set_uri(req: &mut RequestHeader, path_and_query: &str) -> Result<()> {
-    let uri = path_and_query.parse::<http::Uri>().map_err(|e| {
-        Error::because(
-            ErrorType::InternalError,
-            "rewrite produced an invalid URI",
-            e,
-        )
-    })?;
-    req.set_uri(uri);
-    Ok(())
-}
-
-/// The path and query as sent (after any rewrite).
-fn path_and_query(req: &RequestHeader) -> &str {
-    req.uri.path_and_query().map_or("/", |pq| pq.as_str())
-}
-
-/// The path and query as received (before any rewrite).
-fn request_uri<'a>(req: &'a RequestHeader, ctx: &'a RequestCtx) -> &'a str {
-    ctx.original_uri
-        .as_deref()
-        .unwrap_or_else(|| path_and_query(req))
-}
-
-/// The variables of a request for templates.
-fn var_context<'a>(
-    req: &'a RequestHeader,
-    ctx: &'a RequestCtx,
-    location: &'a Location,
-) -> VarContext<'a> {
-    let request_uri = request_uri(req, ctx);
-    VarContext {
-        location: &location.name,
-        captures: &ctx.captures,
-        ..ctx.plugin.var_context(req, request_uri)
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
@@ -367,13 +288,7 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.early_reply = self.route(session, ctx);
-        if ctx.early_reply.is_none()
-            && ctx.location.as_ref().is_some_and(|l| l.grpc_web)
-            && let Some(kind) = grpc::web_kind(session.req_header())
-        {
-            ctx.grpc_web = Some(GrpcWebBridge::start(kind, session.req_header_mut())?);
-        }
+        ctx.early_reply = self.route(session, ctx)?;
         Ok(())
     }
 
@@ -386,52 +301,17 @@ impl ProxyHttp for Proxy {
             return Ok(false);
         };
 
-        if !location.chain.is_empty() {
-            let flow = location
-                .chain
-                .request(session.req_header_mut(), &mut ctx.plugin)
-                .await;
-            match flow {
-                Ok(Flow::Continue) => {}
-                Ok(Flow::Respond(response)) => {
-                    if response.status.as_u16() >= 400 {
-                        crate::observe::metrics::metrics()
-                            .rejection(&location.name, response.status.as_u16());
-                    }
-                    respond::send(session, ctx, Reply::Plugin(response)).await?;
-                    return Ok(true);
-                }
-                Err(e) => {
-                    tracing::error!(location = %location.name, "{e}");
-                    respond::send(
-                        session,
-                        ctx,
-                        Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "a plugin failed"),
-                    )
-                    .await?;
-                    return Ok(true);
-                }
+        if let Some(reply) = request::request_plugins(session.req_header_mut(), ctx).await {
+            if let Reply::Plugin(response) = &reply
+                && response.status.as_u16() >= 400
+            {
+                crate::observe::metrics::metrics()
+                    .rejection(&location.name, response.status.as_u16());
             }
+            respond::send(session, ctx, reply).await?;
+            return Ok(true);
         }
-
-        if let Some(rewrite) = &location.rewrite {
-            let req = session.req_header();
-            let original = req
-                .uri
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .to_string();
-            let rewritten = rewrite.apply(
-                req.uri.path(),
-                ctx.matched_len,
-                req.uri.query(),
-                &var_context(req, ctx, &location),
-            );
-            if let Some(rewritten) = rewritten {
-                set_uri(session.req_header_mut(), &rewritten)?;
-                ctx.original_uri = Some(original);
-            }
-        }
+        request::rewrite(session.req_header_mut(), ctx)?;
 
         if location.upstream.is_none() {
             respond::send(
@@ -535,32 +415,7 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let peer_ip: Option<IpAddr> = ctx.plugin.remote_addr.map(|a: SocketAddr| a.ip());
-        crate::headers::forwarded::add_forwarded_headers(
-            upstream_request,
-            peer_ip,
-            ctx.plugin.client_ip,
-            ctx.peer_trusted,
-            self.tls,
-            &ctx.plugin.host,
-        );
-        if let Some(bridge) = &ctx.grpc_web {
-            bridge.upstream_request(upstream_request);
-        }
-        if let (Some(trace), Some(attempt)) = (&ctx.trace, ctx.attempts.last()) {
-            upstream_request.insert_header("traceparent", trace.traceparent(attempt.span_id))?;
-        }
-        let Some(location) = ctx.location.clone() else {
-            return Ok(());
-        };
-        if !location.request_headers.is_empty() {
-            let cx = var_context(session.req_header(), ctx, &location);
-            location.request_headers.apply(upstream_request, &cx);
-        }
-        location
-            .chain
-            .upstream_request(upstream_request, &mut ctx.plugin)
-            .map_err(errors::from_plugin)
+        request::upstream_request(upstream_request, session.req_header(), ctx)
     }
 
     fn fail_to_connect(

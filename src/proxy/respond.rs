@@ -2,41 +2,16 @@
 //! response steps as proxied responses (the location's response header rules, then the
 //! response phases of the plugins that ran), so for example CORS headers reach a 401.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use pingap_plugins::Response;
 use pingora::Result;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
-use super::var_context;
+use super::reply::Reply;
+use super::request::var_context;
 use crate::runtime::error_page::ErrorPages;
-
-/// A response to send instead of proxying.
-pub enum Reply {
-    /// The standard error page for a status, with a client-safe explanation.
-    Error {
-        /// The status.
-        status: StatusCode,
-        /// The explanation.
-        message: Cow<'static, str>,
-    },
-    /// A plugin's response.
-    Plugin(Response),
-}
-
-impl Reply {
-    /// The standard error page.
-    pub fn error(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Reply {
-        Reply::Error {
-            status,
-            message: message.into(),
-        }
-    }
-}
 
 /// Writes `reply` to the client.
 pub async fn send(session: &mut Session, ctx: &mut RequestCtx, reply: Reply) -> Result<()> {

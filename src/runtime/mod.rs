@@ -8,6 +8,7 @@
 pub mod carry;
 pub mod compile;
 pub mod error_page;
+pub mod plan;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
