@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use pingap::observe::UpstreamAttempt;
 use pingap::observe::access_log::{Entry, Format};
-use pingap::vars::VarContext;
+use pingap::vars::Vars;
 use pingora::http::{RequestHeader, ResponseHeader};
 
 fn bench_formats(c: &mut Criterion) {
@@ -39,7 +39,7 @@ fn bench_formats(c: &mut Criterion) {
     };
     let attempts = [attempt];
     let entry = Entry {
-        vars: VarContext {
+        vars: Vars {
             req: &req,
             request_uri: "/api/v1/users/42?expand=orders",
             host: "api.example.com",

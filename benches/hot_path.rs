@@ -13,8 +13,8 @@ use pingap::config::schema::Upstream;
 use pingap::headers::HeaderRules;
 use pingap::proxy::InFlight;
 use pingap::proxy::ctx::RequestCtx;
-use pingap::upstream::{Pool, PoolContext};
-use pingap::vars::{Scope, VarContext};
+use pingap::upstream::{Pool, PoolEnv};
+use pingap::vars::{Scope, Vars};
 use pingora::http::RequestHeader;
 
 fn pool(algorithm: &str, hash_key: Option<&str>) -> Pool {
@@ -24,7 +24,7 @@ fn pool(algorithm: &str, hash_key: Option<&str>) -> Pool {
         hash_key: hash_key.map(str::to_string),
         ..Upstream::default()
     };
-    let cx = PoolContext {
+    let cx = PoolEnv {
         resolve: &|p| p.to_path_buf(),
         previous: None,
     };
@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
         },
     )
     .unwrap();
-    let cx = VarContext {
+    let cx = Vars {
         req: &req,
         request_uri: "/api/users/42?page=2",
         host: "api.example.com",

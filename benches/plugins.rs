@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::executor::block_on;
-use pingap_plugins::{BuildContext, Ctx, Instance, Registry, RequestHeader, ResponseHeader};
+use pingap_plugins::{BuildEnv, Instance, PluginCtx, Registry, RequestHeader, ResponseHeader};
 
 fn build(kind: &str, settings: &str) -> Arc<Instance> {
     let instance = Registry::builtin()
@@ -20,7 +20,7 @@ fn build(kind: &str, settings: &str) -> Arc<Instance> {
             kind,
             None,
             &settings.parse().unwrap(),
-            &BuildContext::default(),
+            &BuildEnv::default(),
         )
         .unwrap();
     Arc::new(instance)
@@ -47,7 +47,7 @@ fn contended(limit: &Arc<Instance>, iters: u64, threads: u64, distinct: bool) ->
                 };
                 let mut req = request(&user);
                 for _ in 0..iters / threads {
-                    let mut ctx = Ctx::default();
+                    let mut ctx = PluginCtx::default();
                     black_box(block_on(limit.plugin().request(&mut req, &mut ctx)).unwrap());
                 }
             });
@@ -89,7 +89,7 @@ fn compression(c: &mut Criterion) {
         let plugin = build("compression", &format!("algorithms = ['{algorithm}']"));
         group.bench_function(format!("{algorithm}, 1 MiB JSON in 64 KiB chunks"), |b| {
             b.iter(|| {
-                let mut ctx = Ctx::default();
+                let mut ctx = PluginCtx::default();
                 let mut req = RequestHeader::build("GET", b"/", None).unwrap();
                 req.insert_header("accept-encoding", algorithm).unwrap();
                 block_on(plugin.plugin().request(&mut req, &mut ctx)).unwrap();

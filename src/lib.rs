@@ -1,12 +1,19 @@
 //! pingap: a reverse proxy and API gateway on Pingora.
 //!
-//! The binary (`src/main.rs`) only parses the command line; everything else is here:
+//! The binary (`src/main.rs`) only parses the command line; everything else is here, in layers
+//! whose imports only go down (README, "Architecture"):
 //!
-//! * [`config`]: reading TOML files into a checked configuration (stages 1 and 2);
-//! * [`runtime`]: compiling it into the immutable snapshot requests are served from (stage 3);
-//! * [`router`], [`upstream`], [`vars`]: the pieces of that snapshot;
-//! * [`proxy`]: the Pingora `ProxyHttp` implementation that serves requests from the snapshot;
-//! * [`process`]: listeners, signals, reload and graceful shutdown around Pingora's `Server`.
+//! * [`process`]: the process around Pingora's `Server`: listeners, signals, reloads, graceful
+//!   shutdown, and every background service that needs the live runtime (metrics endpoint,
+//!   active health checks, DNS refresh);
+//! * [`proxy`]: the Pingora `ProxyHttp` implementation, its connection-free request steps and
+//!   `pingap explain`, which runs those same steps;
+//! * [`runtime`]: compiling a configuration into the immutable snapshot requests are served from,
+//!   what a reload carries over, and routing ([`runtime::Runtime::plan`]);
+//! * [`router`], [`upstream`], [`observe`], [`tls`], [`cache`], [`headers`]: the parts a runtime
+//!   is made of;
+//! * [`config`]: reading TOML files into a checked configuration;
+//! * the `pingap-plugins` crate: the plugin model, the built-in plugins and [`vars`].
 
 pub mod cache;
 pub mod config;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use crate::{Ctx, Flow, Instance, Phase, Phases, Plugin, PluginError};
+use crate::{Flow, Instance, Phase, Phases, Plugin, PluginCtx, PluginError};
 
 /// The plugins of one location, sorted once (at config compile time) by priority, highest first;
 /// plugins of equal priority keep the order in which the location lists them.
@@ -61,7 +61,7 @@ impl Chain {
     pub async fn request(
         &self,
         req: &mut RequestHeader,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<Flow, PluginError> {
         if !self.phases.contains(Phase::Request) {
             ctx.set_ran(self.entries.len());
@@ -91,7 +91,7 @@ impl Chain {
         &self,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         self.run(Phase::RequestBody, ctx, |plugin, ctx| {
             plugin.request_body(body, end_of_stream, ctx)
@@ -102,7 +102,7 @@ impl Chain {
     pub fn upstream_request(
         &self,
         req: &mut RequestHeader,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         self.run(Phase::UpstreamRequest, ctx, |plugin, ctx| {
             plugin.upstream_request(req, ctx)
@@ -113,7 +113,7 @@ impl Chain {
     pub fn response_headers(
         &self,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         ctx.status = resp.status.as_u16();
         self.run(Phase::ResponseHeaders, ctx, |plugin, ctx| {
@@ -126,7 +126,7 @@ impl Chain {
         &self,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         self.run(Phase::ResponseBody, ctx, |plugin, ctx| {
             plugin.response_body(body, end_of_stream, ctx)
@@ -134,7 +134,7 @@ impl Chain {
     }
 
     /// Runs the logging phase, in reverse order, for the plugins that ran.
-    pub fn logging(&self, ctx: &mut Ctx) {
+    pub fn logging(&self, ctx: &mut PluginCtx) {
         let Ok(()) = self.run(Phase::Logging, ctx, |plugin, ctx| {
             plugin.logging(ctx);
             Ok::<(), Infallible>(())
@@ -150,8 +150,8 @@ impl Chain {
     fn run<E: PhaseError>(
         &self,
         phase: Phase,
-        ctx: &mut Ctx,
-        mut call: impl FnMut(&dyn Plugin, &mut Ctx) -> Result<(), E>,
+        ctx: &mut PluginCtx,
+        mut call: impl FnMut(&dyn Plugin, &mut PluginCtx) -> Result<(), E>,
     ) -> Result<(), E> {
         if !self.phases.contains(phase) {
             return Ok(());
@@ -173,7 +173,7 @@ impl Chain {
     }
 
     /// The plugins that ran their request phase (or were skipped for it), in run order.
-    fn ran(&self, ctx: &Ctx) -> &[Entry] {
+    fn ran(&self, ctx: &PluginCtx) -> &[Entry] {
         &self.entries[..ctx.ran().min(self.entries.len())]
     }
 }
@@ -238,7 +238,11 @@ mod tests {
         fn phases(&self) -> Phases {
             self.phases
         }
-        async fn request(&self, _: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+        async fn request(
+            &self,
+            _: &mut RequestHeader,
+            ctx: &mut PluginCtx,
+        ) -> Result<Flow, PluginError> {
             self.note("request");
             ctx.set_state(self.name);
             Ok(match self.respond_with {
@@ -250,19 +254,23 @@ mod tests {
             &self,
             _: &mut Option<Bytes>,
             end_of_stream: bool,
-            _: &mut Ctx,
+            _: &mut PluginCtx,
         ) -> Result<(), PluginError> {
             self.note(&format!("request body {end_of_stream}"));
             Ok(())
         }
-        fn upstream_request(&self, _: &mut RequestHeader, _: &mut Ctx) -> Result<(), PluginError> {
+        fn upstream_request(
+            &self,
+            _: &mut RequestHeader,
+            _: &mut PluginCtx,
+        ) -> Result<(), PluginError> {
             self.note("upstream");
             Ok(())
         }
         fn response_headers(
             &self,
             resp: &mut ResponseHeader,
-            ctx: &mut Ctx,
+            ctx: &mut PluginCtx,
         ) -> Result<(), PluginError> {
             assert_eq!(
                 ctx.state::<&str>(),
@@ -276,12 +284,12 @@ mod tests {
             &self,
             _: &mut Option<Bytes>,
             end_of_stream: bool,
-            _: &mut Ctx,
+            _: &mut PluginCtx,
         ) -> Result<(), PluginError> {
             self.note(&format!("response body {end_of_stream}"));
             Ok(())
         }
-        fn logging(&self, _: &mut Ctx) {
+        fn logging(&self, _: &mut PluginCtx) {
             self.note("log");
         }
     }
@@ -320,7 +328,7 @@ mod tests {
             &[("low", 1, None), ("high", 10, None), ("mid", 5, None)],
         );
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         assert!(matches!(
             chain.request(&mut req, &mut ctx).await.unwrap(),
             Flow::Continue
@@ -360,7 +368,7 @@ mod tests {
             ],
         );
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         let Flow::Respond(response) = chain.request(&mut req, &mut ctx).await.unwrap() else {
             panic!("auth should answer");
         };
@@ -399,7 +407,7 @@ mod tests {
         );
         assert!(chain.runs(Phase::ResponseBody) && !chain.runs(Phase::Logging));
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         chain.request(&mut req, &mut ctx).await.unwrap();
         let mut body = None;
         chain.request_body(&mut body, true, &mut ctx).unwrap();
@@ -420,7 +428,7 @@ mod tests {
         );
 
         journal.lock().unwrap().clear();
-        let mut fresh = Ctx::default();
+        let mut fresh = PluginCtx::default();
         chain.response_body(&mut body, true, &mut fresh).unwrap();
         assert!(
             journal.lock().unwrap().is_empty(),
@@ -447,7 +455,7 @@ mod tests {
             async fn request(
                 &self,
                 _: &mut RequestHeader,
-                _: &mut Ctx,
+                _: &mut PluginCtx,
             ) -> Result<Flow, PluginError> {
                 Err(PluginError::new("backend for keys is down"))
             }
@@ -460,7 +468,7 @@ mod tests {
         ))]);
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         let err = chain
-            .request(&mut req, &mut Ctx::default())
+            .request(&mut req, &mut PluginCtx::default())
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "plugin `keys`: backend for keys is down");

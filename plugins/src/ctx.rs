@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pingora_http::RequestHeader;
 
-use crate::vars::VarContext;
+use crate::vars::Vars;
 
 type Slot = Option<Box<dyn Any + Send + Sync>>;
 
@@ -14,10 +14,10 @@ type Slot = Option<Box<dyn Any + Send + Sync>>;
 /// between phases.
 ///
 /// The proxy fills the public fields before the request phase. Each plugin of a chain has one
-/// private state slot ([`Ctx::set_state`], [`Ctx::state`]); nothing is allocated for a request
+/// private state slot ([`PluginCtx::set_state`], [`PluginCtx::state`]); nothing is allocated for a request
 /// whose plugins keep no state.
 #[derive(Default)]
-pub struct Ctx {
+pub struct PluginCtx {
     /// The client: the TCP peer, or, when the peer is a trusted proxy, the first untrusted hop of
     /// `X-Forwarded-For`.
     pub client_ip: Option<IpAddr>,
@@ -42,22 +42,18 @@ pub struct Ctx {
     ran: usize,
 }
 
-impl Ctx {
+impl PluginCtx {
     /// A context for a request that matched `location`.
     pub fn new(location: Arc<str>) -> Self {
-        Ctx {
+        PluginCtx {
             location,
-            ..Ctx::default()
+            ..PluginCtx::default()
         }
     }
 
     /// The variables of this request for templates (without location captures).
-    pub fn var_context<'a>(
-        &'a self,
-        req: &'a RequestHeader,
-        request_uri: &'a str,
-    ) -> VarContext<'a> {
-        VarContext {
+    pub fn variables<'a>(&'a self, req: &'a RequestHeader, request_uri: &'a str) -> Vars<'a> {
+        Vars {
             req,
             request_uri,
             host: &self.host,
@@ -121,7 +117,7 @@ mod tests {
 
     #[test]
     fn each_plugin_sees_only_its_own_slot() {
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         ctx.enter(2);
         ctx.set_state(7u32);
         ctx.enter(0);

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use http::HeaderName;
 use pingora_http::RequestHeader;
 
-use crate::Ctx;
+use crate::PluginCtx;
 use crate::request::{cookie, query_arg};
 
 /// The default `key` of limits: the client address.
@@ -60,7 +60,7 @@ impl KeySource {
     /// Hashes this request's key with `hasher`. A request without the key's source (no such
     /// header, say) counts under the empty key, which all such requests share: leaving the
     /// header out is no way around a limit.
-    pub(crate) fn hash(&self, hasher: &RandomState, req: &RequestHeader, ctx: &Ctx) -> u64 {
+    pub(crate) fn hash(&self, hasher: &RandomState, req: &RequestHeader, ctx: &PluginCtx) -> u64 {
         let mut state = hasher.build_hasher();
         match self {
             KeySource::ClientIp => ctx.client_ip.hash(&mut state),
@@ -115,7 +115,7 @@ mod tests {
     fn keys_differ_by_value_and_missing_sources_share_one() {
         let hasher = RandomState::new();
         let key = KeySource::parse("$http_x_user").unwrap();
-        let ctx = Ctx::default();
+        let ctx = PluginCtx::default();
         let request = |user: Option<&str>| {
             let mut req = RequestHeader::build("GET", b"/", None).unwrap();
             if let Some(user) = user {

@@ -18,7 +18,7 @@
 //! an authentication plugin that runs after CORS.
 //!
 //! This crate knows nothing of config files or of the proxy: the proxy hands each phase the
-//! request or response header and a per-request [`Ctx`], and renders [`Response`]s itself.
+//! request or response header and a per-request [`PluginCtx`], and renders [`Response`]s itself.
 
 mod access_list;
 mod builtin;
@@ -27,22 +27,22 @@ pub mod conditions;
 mod ctx;
 mod error;
 mod key;
+pub mod path_rewrite;
 mod phase;
 mod plugin;
 mod registry;
 pub mod request;
 mod response;
-pub mod rewrite;
 mod secret;
 pub mod settings;
 pub mod vars;
 
 pub use chain::Chain;
-pub use ctx::Ctx;
+pub use ctx::PluginCtx;
 pub use error::{BuildError, PluginError};
 pub use phase::{Phase, Phases};
 pub use plugin::{Flow, Instance, Plugin};
-pub use registry::{BuildContext, PluginType, Registry};
+pub use registry::{BuildEnv, PluginType, Registry};
 pub use response::Response;
 pub use settings::Settings;
 

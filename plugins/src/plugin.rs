@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use crate::{Ctx, Phases, PluginError, Response};
+use crate::{Phases, PluginCtx, PluginError, Response};
 
 /// What the request phase decided.
 #[derive(Debug)]
@@ -42,7 +42,11 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// The request header has arrived and the location matched. May change the request, or answer
     /// it with [`Flow::Respond`].
-    async fn request(&self, _req: &mut RequestHeader, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        _req: &mut RequestHeader,
+        _ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         Ok(Flow::Continue)
     }
 
@@ -52,7 +56,7 @@ pub trait Plugin: Send + Sync + 'static {
         &self,
         _body: &mut Option<Bytes>,
         _end_of_stream: bool,
-        _ctx: &mut Ctx,
+        _ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         Ok(())
     }
@@ -61,7 +65,7 @@ pub trait Plugin: Send + Sync + 'static {
     fn upstream_request(
         &self,
         _req: &mut RequestHeader,
-        _ctx: &mut Ctx,
+        _ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         Ok(())
     }
@@ -71,7 +75,7 @@ pub trait Plugin: Send + Sync + 'static {
     fn response_headers(
         &self,
         _resp: &mut ResponseHeader,
-        _ctx: &mut Ctx,
+        _ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         Ok(())
     }
@@ -81,13 +85,13 @@ pub trait Plugin: Send + Sync + 'static {
         &self,
         _body: &mut Option<Bytes>,
         _end_of_stream: bool,
-        _ctx: &mut Ctx,
+        _ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         Ok(())
     }
 
     /// The request has finished.
-    fn logging(&self, _ctx: &mut Ctx) {}
+    fn logging(&self, _ctx: &mut PluginCtx) {}
 
     /// The plugin as [`Any`](std::any::Any), for plugins the proxy itself works with (the
     /// response cache, whose work happens in the proxy's cache phases rather than in a chain).

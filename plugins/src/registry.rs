@@ -8,7 +8,7 @@ use crate::{BuildError, Instance, Plugin, Settings};
 
 /// What a plugin may need to know to build itself besides its settings.
 #[derive(Clone, Default)]
-pub struct BuildContext {
+pub struct BuildEnv {
     /// The directory relative file paths in the settings are relative to (the directory of the
     /// config file that defines the plugin).
     pub base_dir: PathBuf,
@@ -20,9 +20,9 @@ pub struct BuildContext {
     pub previous: Option<Arc<Instance>>,
 }
 
-impl std::fmt::Debug for BuildContext {
+impl std::fmt::Debug for BuildEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BuildContext")
+        f.debug_struct("BuildEnv")
             .field("base_dir", &self.base_dir)
             .field("name", &self.name)
             .field("previous", &self.previous.as_ref().map(|i| i.name()))
@@ -30,7 +30,7 @@ impl std::fmt::Debug for BuildContext {
     }
 }
 
-impl BuildContext {
+impl BuildEnv {
     /// Resolves a path from the settings.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let path = Path::new(path);
@@ -43,7 +43,7 @@ impl BuildContext {
 }
 
 /// Builds a plugin instance from its settings, validating every key.
-pub type BuildFn = fn(&Settings, &BuildContext) -> Result<Arc<dyn Plugin>, BuildError>;
+pub type BuildFn = fn(&Settings, &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError>;
 
 /// A kind of plugin that can be configured as `[plugins.NAME] type = "..."`.
 #[derive(Clone, Copy)]
@@ -96,7 +96,7 @@ impl Registry {
         kind: &str,
         priority: Option<i32>,
         settings: &Settings,
-        context: &BuildContext,
+        context: &BuildEnv,
     ) -> Result<Instance, BuildError> {
         let plugin_type = self
             .types
@@ -127,7 +127,7 @@ mod tests {
                 "no_such_plugin",
                 None,
                 &Settings::new(),
-                &BuildContext::default(),
+                &BuildEnv::default(),
             )
             .unwrap_err();
         assert_eq!(err.key(), Some("type"));
@@ -148,7 +148,7 @@ mod tests {
                 "request_id",
                 None,
                 &Settings::new(),
-                &BuildContext::default(),
+                &BuildEnv::default(),
             )
             .unwrap();
         let request_id = registry.types().find(|t| t.name == "request_id").unwrap();
@@ -159,7 +159,7 @@ mod tests {
                 "request_id",
                 Some(-5),
                 &Settings::new(),
-                &BuildContext::default(),
+                &BuildEnv::default(),
             )
             .unwrap();
         assert_eq!(custom.priority(), -5);

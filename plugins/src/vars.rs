@@ -33,7 +33,7 @@ use regex::Regex;
 use crate::request::{cookie, query_arg};
 
 /// Everything a variable can be read from, for one request.
-pub struct VarContext<'a> {
+pub struct Vars<'a> {
     /// The request as received (before rewrites).
     pub req: &'a RequestHeader,
     /// The original request path and query.
@@ -128,7 +128,7 @@ impl Var {
     }
 
     /// Appends the variable's value for this request to `out` (nothing when it has none).
-    pub fn render(&self, cx: &VarContext<'_>, out: &mut String) {
+    pub fn render(&self, cx: &Vars<'_>, out: &mut String) {
         match self {
             Var::Host => out.push_str(cx.host),
             Var::Scheme => out.push_str(if cx.tls { "https" } else { "http" }),
@@ -291,14 +291,14 @@ impl Template {
     }
 
     /// Renders the template for a request.
-    pub fn render(&self, cx: &VarContext<'_>) -> String {
+    pub fn render(&self, cx: &Vars<'_>) -> String {
         self.render_with_groups(cx, None)
     }
 
     /// Renders the template with the groups of a regex rewrite's match.
     pub fn render_with_groups(
         &self,
-        cx: &VarContext<'_>,
+        cx: &Vars<'_>,
         groups: Option<&regex::Captures<'_>>,
     ) -> String {
         let mut out = String::new();
@@ -326,7 +326,7 @@ impl Template {
     }
 
     /// Renders the template as a header value; `None` if the result is not a valid one.
-    pub fn header_value(&self, cx: &VarContext<'_>) -> Option<HeaderValue> {
+    pub fn header_value(&self, cx: &Vars<'_>) -> Option<HeaderValue> {
         match &self.constant {
             Some(value) => Some(value.clone()),
             None => HeaderValue::from_str(&self.render(cx)).ok(),
@@ -414,7 +414,7 @@ mod tests {
 
     fn render(template: &str) -> String {
         let req = request();
-        let cx = VarContext {
+        let cx = Vars {
             req: &req,
             request_uri: "/api/users?id=42&name=J%C3%B6rg+M&flag",
             host: "api.example.com",
@@ -485,7 +485,7 @@ mod tests {
         assert!(template.uses_captures());
         let req = RequestHeader::build("GET", b"/", None).unwrap();
         let captures = [Some("acme".to_string())];
-        let cx = VarContext {
+        let cx = Vars {
             req: &req,
             request_uri: "/",
             host: "h",

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use http::{HeaderName, Method, StatusCode, header};
 use pingap_plugins::settings::{ByteSize, ConfigDuration};
 use pingap_plugins::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
     RequestHeader, Response, Settings,
 };
 use pingora::cache::cache_control::{CacheControl, Cacheable, InterpretCacheControl};
@@ -122,7 +122,7 @@ impl CachePlugin {
     }
 }
 
-fn build(settings: &Settings, context: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, context: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = pingap_plugins::settings::parse(settings)?;
     let max_size = config.max_size.map_or(DEFAULT_MAX_SIZE, ByteSize::bytes);
     let max_object_size = config
@@ -194,7 +194,11 @@ impl Plugin for CachePlugin {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         if req.method != *purge_method() {
             return Ok(Flow::Continue);
         }
@@ -359,9 +363,9 @@ mod tests {
     use pingora::cache::key::CacheHashKey;
 
     fn policy(settings: &str) -> Arc<CachePolicy> {
-        let context = BuildContext {
+        let context = BuildEnv {
             name: format!("policy-test-{settings}"),
-            ..BuildContext::default()
+            ..BuildEnv::default()
         };
         let plugin = build(&settings.parse().unwrap(), &context).unwrap();
         let cache = plugin
@@ -462,7 +466,7 @@ mod tests {
     #[test]
     fn bad_settings_are_refused_by_key() {
         let error = |settings: &str| {
-            let context = BuildContext::default();
+            let context = BuildEnv::default();
             build(&settings.parse().unwrap(), &context)
                 .err()
                 .unwrap()

@@ -8,7 +8,7 @@
 use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use crate::vars::{Scope, Template, VarContext};
+use crate::vars::{Scope, Template, Vars};
 
 /// One location's rules for one direction.
 #[derive(Debug, Clone, Default)]
@@ -104,7 +104,7 @@ impl HeaderRules {
 
     /// Applies the rules. A value that renders to something that is not a valid header value
     /// (impossible for constants, which are checked at compile time) is skipped.
-    pub fn apply(&self, target: &mut impl HeaderTarget, cx: &VarContext<'_>) {
+    pub fn apply(&self, target: &mut impl HeaderTarget, cx: &Vars<'_>) {
         for name in &self.remove {
             target.remove(name);
         }
@@ -141,8 +141,8 @@ fn parse_name(name: &str) -> Result<HeaderName, String> {
 mod tests {
     use super::*;
 
-    fn cx(req: &RequestHeader) -> VarContext<'_> {
-        VarContext {
+    fn cx(req: &RequestHeader) -> Vars<'_> {
+        Vars {
             req,
             request_uri: "/",
             host: "example.com",

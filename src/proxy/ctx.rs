@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use pingap_plugins::Ctx;
+use pingap_plugins::PluginCtx;
 
 use super::failover::Attempts;
 use super::in_flight::InFlightGuard;
@@ -27,7 +27,7 @@ pub struct RequestCtx {
     /// The path and query as received, kept when a rewrite changes them.
     pub original_uri: Option<String>,
     /// What the plugins share.
-    pub plugin: Ctx,
+    pub plugin: PluginCtx,
     /// The backend chosen for the request (the latest, when retried).
     pub backend: Option<Selected>,
     /// The attempts made on backends.
@@ -60,7 +60,7 @@ impl RequestCtx {
             matched_len: 0,
             captures: Vec::new(),
             original_uri: None,
-            plugin: Ctx::default(),
+            plugin: PluginCtx::default(),
             backend: None,
             attempts: Attempts::default(),
             peer_trusted: false,

@@ -200,7 +200,7 @@ impl Proxy {
         };
         let ended = Instant::now();
         let req = session.req_header();
-        let mut vars = ctx.plugin.var_context(req, request_uri(req, ctx));
+        let mut vars = ctx.plugin.variables(req, request_uri(req, ctx));
         if let Some(location) = &ctx.location {
             vars.location = &location.name;
             vars.captures = &ctx.captures;

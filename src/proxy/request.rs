@@ -17,7 +17,7 @@ use super::grpc_web::Bridge as GrpcWebBridge;
 use super::reply::Reply;
 use crate::runtime::plan::{Arrival, Decision};
 use crate::runtime::{Location, Runtime};
-use crate::vars::VarContext;
+use crate::vars::Vars;
 
 /// How a request reached the proxy, besides its header.
 #[derive(Debug, Clone, Copy)]
@@ -107,7 +107,7 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         req.uri.path(),
         ctx.matched_len,
         req.uri.query(),
-        &var_context(req, ctx, &location),
+        &variables(req, ctx, &location),
     );
     if let Some(rewritten) = rewritten {
         set_uri(req, &rewritten)?;
@@ -142,7 +142,7 @@ pub fn upstream_request(
         return Ok(());
     };
     if !location.request_headers.is_empty() {
-        let cx = var_context(req, ctx, &location);
+        let cx = variables(req, ctx, &location);
         location.request_headers.apply(upstream, &cx);
     }
     location
@@ -177,15 +177,15 @@ pub fn request_uri<'a>(req: &'a RequestHeader, ctx: &'a RequestCtx) -> &'a str {
 }
 
 /// The variables of a request for templates.
-pub fn var_context<'a>(
+pub fn variables<'a>(
     req: &'a RequestHeader,
     ctx: &'a RequestCtx,
     location: &'a Location,
-) -> VarContext<'a> {
+) -> Vars<'a> {
     let request_uri = request_uri(req, ctx);
-    VarContext {
+    Vars {
         location: &location.name,
         captures: &ctx.captures,
-        ..ctx.plugin.var_context(req, request_uri)
+        ..ctx.plugin.variables(req, request_uri)
     }
 }

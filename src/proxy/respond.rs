@@ -10,7 +10,7 @@ use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::reply::Reply;
-use super::request::var_context;
+use super::request::variables;
 use crate::runtime::error_page::ErrorPages;
 
 /// Writes `reply` to the client.
@@ -96,7 +96,7 @@ pub fn finish_response_header(
         return Ok(());
     };
     if !location.response_headers.is_empty() {
-        let cx = var_context(req, ctx, &location);
+        let cx = variables(req, ctx, &location);
         location.response_headers.apply(resp, &cx);
     }
     location

@@ -18,7 +18,7 @@
 pub mod host;
 pub mod path;
 
-pub use pingap_plugins::{conditions, rewrite};
+pub use pingap_plugins::{conditions, path_rewrite};
 
 use std::cmp::Reverse;
 use std::collections::HashMap;

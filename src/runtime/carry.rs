@@ -4,7 +4,7 @@
 //! | state | lives in | carried when | identity |
 //! |---|---|---|---|
 //! | plugin instances (rate-limit counters, concurrency slots, JWKS, …) | `Runtime::plugins` | the plugin's type, priority and settings are unchanged | name + settings fingerprint |
-//! | a rebuilt plugin's own state (a cache's entries) | the instance | the plugin is rebuilt with other settings under the same name | name, handed to the build as `BuildContext::previous` |
+//! | a rebuilt plugin's own state (a cache's entries) | the instance | the plugin is rebuilt with other settings under the same name | name, handed to the build as `BuildEnv::previous` |
 //! | backend health (passive failures, circuit breaker, active-check streaks) | each `Pool`'s members | the upstream keeps its name; per backend address | upstream name + backend address |
 //! | access-log writers (open file, queue, rotation schedule) | each server's `AccessLog` | some server of the new configuration logs to the same target with the same rotation | target + rotation |
 //!

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use pingap_plugins::{BuildContext, Chain, Instance, Registry};
+use pingap_plugins::{BuildEnv, Chain, Instance, Registry};
 
 use super::carry::Carry;
 use super::error_page::ErrorPages;
@@ -33,10 +33,10 @@ use crate::observe::trace::TracingPlan;
 use crate::router::conditions::Conditions;
 use crate::router::host::HostPattern;
 use crate::router::path::PathPattern;
-use crate::router::rewrite::Rewrite;
+use crate::router::path_rewrite::Rewrite;
 use crate::router::{RouteSpec, Router, capture_names};
 use crate::tls::{CertResolver, MinVersion, certified_key, read_pem};
-use crate::upstream::{Pool, PoolContext};
+use crate::upstream::{Pool, PoolEnv};
 use crate::vars::{Scope, check_group_name};
 
 /// Default time in-flight requests get after SIGTERM.
@@ -102,7 +102,7 @@ pub fn compile(
 ) -> Result<Compiled, ConfigErrors> {
     let mut findings = Findings::default();
     validate(loaded, &mut findings);
-    let mut cx = Context {
+    let mut cx = Compiler {
         config: &loaded.config,
         origins: &loaded.origins,
         registry,
@@ -120,7 +120,7 @@ pub fn compile(
     let (servers, listeners) = cx.servers(&locations);
     cx.not_yet_implemented();
 
-    let Context { findings, .. } = cx;
+    let Compiler { findings, .. } = cx;
     if !findings.errors.is_empty() {
         return Err(ConfigErrors(findings.errors));
     }
@@ -149,7 +149,9 @@ pub fn compile(
     })
 }
 
-struct Context<'a> {
+/// Compiles one configuration: its inputs, what the running runtime hands over, and the errors
+/// and warnings found so far.
+struct Compiler<'a> {
     config: &'a Config,
     origins: &'a Origins,
     registry: &'a Registry,
@@ -160,7 +162,7 @@ struct Context<'a> {
     sinks: Vec<Arc<Sink>>,
 }
 
-impl Context<'_> {
+impl Compiler<'_> {
     fn error(&mut self, table: &str, key: &str, message: impl Into<String>) {
         let error = self.origins.error(table, key, message);
         self.findings.errors.push(error);
@@ -308,7 +310,7 @@ impl Context<'_> {
                     &spec.kind,
                     spec.priority,
                     &spec.settings,
-                    &BuildContext {
+                    &BuildEnv {
                         base_dir: self.resolve(&format!("plugins.{name}"), Path::new("")),
                         name: name.clone(),
                         previous: self.carry.rebuilt_plugin(name),
@@ -341,7 +343,7 @@ impl Context<'_> {
             }
             let table = format!("upstreams.{name}");
             let resolve = |path: &Path| self.resolve(&table, path);
-            let cx = PoolContext {
+            let cx = PoolEnv {
                 resolve: &resolve,
                 previous: self.carry.pool(name),
             };
@@ -475,7 +477,7 @@ impl Context<'_> {
                 "request_size",
                 None,
                 &settings,
-                &BuildContext::default(),
+                &BuildEnv::default(),
             );
             match built {
                 Ok(instance) => instances.push(Arc::new(instance)),

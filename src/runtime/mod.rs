@@ -26,7 +26,7 @@ use crate::headers::TrustedProxies;
 use crate::observe::access_log::{AccessLog, Sink};
 use crate::observe::metrics::LocationMetrics;
 use crate::router::Router;
-use crate::router::rewrite::Rewrite;
+use crate::router::path_rewrite::Rewrite;
 use crate::tls::CertResolver;
 use crate::upstream::Pool;
 use error_page::ErrorPages;

@@ -110,7 +110,7 @@ struct ConnectOptions {
 pub type KeyError = (String, String);
 
 /// What compiling a pool needs besides its table.
-pub struct PoolContext<'a> {
+pub struct PoolEnv<'a> {
     /// Turns a path from the config into a full path.
     pub resolve: &'a dyn Fn(&Path) -> PathBuf,
     /// The pool of the same name in the running configuration, whose backends' health is kept.
@@ -119,7 +119,7 @@ pub struct PoolContext<'a> {
 
 impl Pool {
     /// Builds the pool for `[upstreams.NAME]`, resolving host names once.
-    pub fn compile(name: &str, spec: &Upstream, cx: &PoolContext) -> Result<Pool, Vec<KeyError>> {
+    pub fn compile(name: &str, spec: &Upstream, cx: &PoolEnv) -> Result<Pool, Vec<KeyError>> {
         let mut errors = Vec::new();
         let mut entries = Vec::new();
         let mut schemes = BTreeSet::new();
@@ -585,7 +585,7 @@ mod tests {
         Pool::compile(
             name,
             spec,
-            &PoolContext {
+            &PoolEnv {
                 resolve: &|p| p.to_path_buf(),
                 previous: None,
             },
@@ -664,7 +664,7 @@ mod tests {
         let second = Pool::compile(
             "api",
             &changed,
-            &PoolContext {
+            &PoolEnv {
                 resolve: &|p| p.to_path_buf(),
                 previous: Some(&first),
             },

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use crate::request::{query_arg, remove_query_arg};
 use crate::secret::SecretSet;
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -53,7 +53,7 @@ struct ApiKey {
     hide_credentials: bool,
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     if config.keys.iter().any(String::is_empty) || config.keys.is_empty() {
         return Err(BuildError::at(
@@ -88,7 +88,11 @@ impl Plugin for ApiKey {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, req: &mut RequestHeader, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        _ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let from_header = self
             .header
             .as_ref()
@@ -135,7 +139,10 @@ mod tests {
 
     async fn admits(plugin: &dyn Plugin, req: &mut RequestHeader) -> bool {
         matches!(
-            plugin.request(req, &mut Ctx::default()).await.unwrap(),
+            plugin
+                .request(req, &mut PluginCtx::default())
+                .await
+                .unwrap(),
             Flow::Continue
         )
     }

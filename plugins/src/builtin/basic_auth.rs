@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 
 use crate::secret;
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -111,7 +111,7 @@ struct BasicAuth {
     remembered: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     let mut users = HashMap::new();
     for (index, entry) in config.users.iter().enumerate() {
@@ -248,7 +248,11 @@ impl Plugin for BasicAuth {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, req: &mut RequestHeader, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        _ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         if let Some(name) = &self.user_header {
             req.remove_header(name);
         }
@@ -286,7 +290,10 @@ mod tests {
 
     async fn admits(plugin: &dyn Plugin, req: &mut RequestHeader) -> bool {
         matches!(
-            plugin.request(req, &mut Ctx::default()).await.unwrap(),
+            plugin
+                .request(req, &mut PluginCtx::default())
+                .await
+                .unwrap(),
             Flow::Continue
         )
     }
@@ -319,7 +326,7 @@ mod tests {
         let Flow::Respond(response) = plugin
             .request(
                 &mut RequestHeader::build("GET", b"/", None).unwrap(),
-                &mut Ctx::default(),
+                &mut PluginCtx::default(),
             )
             .await
             .unwrap()
@@ -343,7 +350,7 @@ mod tests {
                 &"users = ['a:plain']\nallow_plaintext = true"
                     .parse()
                     .unwrap(),
-                &BuildContext::default()
+                &BuildEnv::default()
             )
             .is_ok()
         );

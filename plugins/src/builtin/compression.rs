@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use crate::settings::ByteSize;
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -117,7 +117,7 @@ struct Compression {
     types: Vec<String>,
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     let algorithms = config
         .algorithms
@@ -313,7 +313,11 @@ impl Plugin for Compression {
         Phases::of(&[Phase::Request, Phase::ResponseHeaders, Phase::ResponseBody])
     }
 
-    async fn request(&self, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         if req.method == Method::HEAD || req.headers.contains_key(header::RANGE) {
             return Ok(Flow::Continue);
         }
@@ -333,7 +337,7 @@ impl Plugin for Compression {
     fn response_headers(
         &self,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         if !self.eligible(resp) {
             return Ok(());
@@ -359,7 +363,7 @@ impl Plugin for Compression {
         &self,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         let Some(State::Compressing(encoder)) = ctx.state_mut::<State>() else {
             return Ok(());
@@ -446,7 +450,7 @@ mod tests {
             .flat_map(|i| format!("line {i} of the log\n").into_bytes())
             .collect();
         for algorithm in ALL {
-            let mut ctx = Ctx::default();
+            let mut ctx = PluginCtx::default();
             let mut req = RequestHeader::build("GET", b"/", None).unwrap();
             req.insert_header("accept-encoding", algorithm.token())
                 .unwrap();
@@ -505,7 +509,7 @@ mod tests {
             (&[("content-type", "text/html")], 304),
         ];
         for (headers, status) in cases {
-            let mut ctx = Ctx::default();
+            let mut ctx = PluginCtx::default();
             let mut req = RequestHeader::build("GET", b"/", None).unwrap();
             req.insert_header("accept-encoding", "gzip").unwrap();
             plugin.request(&mut req, &mut ctx).await.unwrap();
@@ -529,7 +533,7 @@ mod tests {
         }
         // HEAD and Range requests are not compressed.
         for (method, range) in [("HEAD", None), ("GET", Some("bytes=0-9"))] {
-            let mut ctx = Ctx::default();
+            let mut ctx = PluginCtx::default();
             let mut req = RequestHeader::build(method, b"/", None).unwrap();
             req.insert_header("accept-encoding", "gzip").unwrap();
             if let Some(range) = range {

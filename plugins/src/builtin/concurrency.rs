@@ -24,8 +24,8 @@ use tokio::sync::Notify;
 use crate::key::KeySource;
 use crate::settings::ConfigDuration;
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -53,7 +53,7 @@ struct Concurrency {
     slots: Arc<Slots>,
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     if config.max == 0 {
         return Err(BuildError::at("max", "must be at least 1"));
@@ -155,7 +155,11 @@ impl Plugin for Concurrency {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let key = self.key.hash(&self.hasher, req, ctx);
         let permit = match self.queue_timeout {
             None => self.slots.try_acquire(key),
@@ -184,7 +188,7 @@ mod tests {
         built(build, settings)
     }
 
-    async fn admitted(plugin: &dyn Plugin, ctx: &mut Ctx) -> bool {
+    async fn admitted(plugin: &dyn Plugin, ctx: &mut PluginCtx) -> bool {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         matches!(plugin.request(&mut req, ctx).await.unwrap(), Flow::Continue)
     }
@@ -192,7 +196,11 @@ mod tests {
     #[tokio::test]
     async fn caps_in_flight_requests_and_frees_slots_when_they_end() {
         let plugin = plugin("max = 2\nkey = 'all'");
-        let (mut first, mut second, mut third) = (Ctx::default(), Ctx::default(), Ctx::default());
+        let (mut first, mut second, mut third) = (
+            PluginCtx::default(),
+            PluginCtx::default(),
+            PluginCtx::default(),
+        );
         assert!(admitted(plugin.as_ref(), &mut first).await);
         assert!(admitted(plugin.as_ref(), &mut second).await);
         assert!(!admitted(plugin.as_ref(), &mut third).await);
@@ -203,20 +211,20 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn queued_requests_get_a_freed_slot_or_time_out() {
         let plugin = plugin("max = 1\nkey = 'all'\nqueue_timeout = '5s'");
-        let mut holder = Ctx::default();
+        let mut holder = PluginCtx::default();
         assert!(admitted(plugin.as_ref(), &mut holder).await);
         let waiting = {
             let plugin = plugin.clone();
-            tokio::spawn(async move { admitted(plugin.as_ref(), &mut Ctx::default()).await })
+            tokio::spawn(async move { admitted(plugin.as_ref(), &mut PluginCtx::default()).await })
         };
         tokio::time::sleep(Duration::from_secs(1)).await;
         drop(holder);
         assert!(waiting.await.unwrap(), "got the freed slot");
 
-        let mut holder = Ctx::default();
+        let mut holder = PluginCtx::default();
         assert!(admitted(plugin.as_ref(), &mut holder).await);
         let start = tokio::time::Instant::now();
-        assert!(!admitted(plugin.as_ref(), &mut Ctx::default()).await);
+        assert!(!admitted(plugin.as_ref(), &mut PluginCtx::default()).await);
         assert!(start.elapsed() >= Duration::from_secs(5));
     }
 

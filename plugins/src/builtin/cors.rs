@@ -25,8 +25,8 @@ use serde::Deserialize;
 
 use crate::settings::ConfigDuration;
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -78,7 +78,7 @@ fn list_value(key: &str, items: &[String]) -> Result<HeaderValue, BuildError> {
         .map_err(|_| BuildError::at(key, "not usable in a header"))
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     let origins = config
         .allow_origins
@@ -172,7 +172,11 @@ impl Plugin for Cors {
         Phases::of(&[Phase::Request, Phase::ResponseHeaders])
     }
 
-    async fn request(&self, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let Some(origin) = req.headers.get(header::ORIGIN).cloned() else {
             return Ok(Flow::Continue);
         };
@@ -223,7 +227,7 @@ impl Plugin for Cors {
     fn response_headers(
         &self,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         if let Some(Allowed(allowed)) = ctx.state::<Allowed>() {
             for (name, value) in self.headers(allowed) {
@@ -276,7 +280,10 @@ mod tests {
             "allow_origins = ['https://app.example.com', '~^https://.*\\\\.example\\\\.org$']\nallow_credentials = true\nmax_age = '1h'",
         );
         let mut req = request("OPTIONS", Some("https://app.example.com"), true);
-        let Flow::Respond(response) = plugin.request(&mut req, &mut Ctx::default()).await.unwrap()
+        let Flow::Respond(response) = plugin
+            .request(&mut req, &mut PluginCtx::default())
+            .await
+            .unwrap()
         else {
             panic!("preflight");
         };
@@ -301,7 +308,7 @@ mod tests {
 
         let mut denied = request("OPTIONS", Some("https://evil.test"), true);
         let Flow::Respond(response) = plugin
-            .request(&mut denied, &mut Ctx::default())
+            .request(&mut denied, &mut PluginCtx::default())
             .await
             .unwrap()
         else {
@@ -317,7 +324,7 @@ mod tests {
     #[tokio::test]
     async fn simple_requests_get_headers_on_the_response() {
         let plugin = plugin("allow_origins = ['*']\nexpose_headers = ['X-Total']");
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         let mut req = request("GET", Some("https://anywhere.test"), false);
         assert!(matches!(
             plugin.request(&mut req, &mut ctx).await.unwrap(),
@@ -332,7 +339,7 @@ mod tests {
             "the same for every origin"
         );
 
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         let mut no_origin = request("GET", None, false);
         plugin.request(&mut no_origin, &mut ctx).await.unwrap();
         let mut resp = ResponseHeader::build(200, None).unwrap();

@@ -22,8 +22,8 @@ use serde::Deserialize;
 
 use crate::request::cookie;
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings, secret,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings, secret,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -65,7 +65,7 @@ struct Csrf {
 /// A token to hand out with the response.
 struct NewToken(String);
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     let valid_cookie_name = !config.cookie.is_empty()
         && config
@@ -104,7 +104,11 @@ impl Plugin for Csrf {
         Phases::of(&[Phase::Request, Phase::ResponseHeaders])
     }
 
-    async fn request(&self, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let token = cookie(req, &self.cookie).filter(|t| !t.is_empty());
         let safe = matches!(
             req.method,
@@ -129,7 +133,7 @@ impl Plugin for Csrf {
     fn response_headers(
         &self,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         if let Some(NewToken(token)) = ctx.take_state::<NewToken>() {
             let secure = if ctx.tls { "; Secure" } else { "" };
@@ -157,7 +161,7 @@ mod tests {
     #[tokio::test]
     async fn safe_requests_get_a_token_and_unsafe_ones_must_echo_it() {
         let plugin = plugin();
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         let mut get = RequestHeader::build("GET", b"/form", None).unwrap();
         assert!(matches!(
             plugin.request(&mut get, &mut ctx).await.unwrap(),
@@ -185,7 +189,7 @@ mod tests {
             req
         };
         let allowed = |flow: Flow| matches!(flow, Flow::Continue);
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         assert!(allowed(
             plugin
                 .request(&mut post(Some(&token), Some(&token)), &mut ctx)

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::settings::header_list;
 use crate::{
-    BuildContext, BuildError, Ctx, Phase, Phases, Plugin, PluginError, PluginType, Settings,
+    BuildEnv, BuildError, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -64,7 +64,7 @@ fn value(
     }
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     let mut always = Vec::new();
     let pairs = [
@@ -131,7 +131,7 @@ impl Plugin for SecurityHeaders {
     fn response_headers(
         &self,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         for (name, value) in &self.always {
             self.set(resp, name, value);
@@ -156,7 +156,7 @@ mod tests {
         for (name, value) in existing {
             resp.insert_header(name.to_string(), *value).unwrap();
         }
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         ctx.tls = tls;
         plugin.response_headers(&mut resp, &mut ctx).unwrap();
         resp

@@ -17,7 +17,7 @@ use pingora_http::RequestHeader;
 
 use crate::access_list::{self, AccessList, Pattern};
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -47,7 +47,7 @@ impl Pattern for IpNet {
     }
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     Ok(Arc::new(IpRestriction {
         list: AccessList::from_settings(settings)?,
     }))
@@ -73,7 +73,11 @@ impl Plugin for IpRestriction {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, _req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        _req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         Ok(access_list::decide(
             self.admits(ctx.client_ip),
             "access from this address is not allowed",

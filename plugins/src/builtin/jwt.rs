@@ -33,8 +33,8 @@ use serde::Deserialize;
 use crate::request::{cookie, query_arg};
 use crate::settings::{ConfigDuration, OneOrMany};
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -96,7 +96,7 @@ struct Jwt {
     invalid: HeaderValue,
 }
 
-fn build(settings: &Settings, context: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, context: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     let algorithm: Algorithm = config.algorithm.parse().map_err(|_| {
         BuildError::at(
@@ -202,7 +202,7 @@ fn build(settings: &Settings, context: &BuildContext) -> Result<Arc<dyn Plugin>,
     }))
 }
 
-fn read_pem(value: &str, context: &BuildContext) -> Result<Vec<u8>, BuildError> {
+fn read_pem(value: &str, context: &BuildEnv) -> Result<Vec<u8>, BuildError> {
     if value.trim_start().starts_with("-----BEGIN") {
         return Ok(value.as_bytes().to_vec());
     }
@@ -281,7 +281,11 @@ impl Plugin for Jwt {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, req: &mut RequestHeader, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        _ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         for (_, name) in &self.claims_to_headers {
             req.remove_header(name);
         }
@@ -344,7 +348,10 @@ mod tests {
     }
 
     async fn run(plugin: &dyn Plugin, req: &mut RequestHeader) -> Flow {
-        plugin.request(req, &mut Ctx::default()).await.unwrap()
+        plugin
+            .request(req, &mut PluginCtx::default())
+            .await
+            .unwrap()
     }
 
     fn bearer(token: &str) -> RequestHeader {
@@ -523,10 +530,10 @@ mod tests {
         for (name, algorithm, genpkey) in cases {
             let private = key_pair(&dir, name, genpkey);
             let settings = format!("algorithm = '{name}'\npublic_key = '{name}.pub'");
-            let context = BuildContext {
+            let context = BuildEnv {
                 base_dir: dir.clone(),
                 name: "jwt".into(),
-                ..BuildContext::default()
+                ..BuildEnv::default()
             };
             let plugin = build(&settings.parse().unwrap(), &context).unwrap();
             let encoding = match algorithm {

@@ -22,8 +22,8 @@ use serde::Deserialize;
 
 use crate::settings::{ConfigDuration, header_list};
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -59,7 +59,7 @@ struct Mock {
     path: Option<String>,
 }
 
-fn build(settings: &Settings, context: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, context: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     let status = StatusCode::from_u16(config.status)
         .ok()
@@ -128,7 +128,11 @@ impl Plugin for Mock {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, req: &mut RequestHeader, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        _ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         if self
             .path
             .as_deref()
@@ -153,12 +157,16 @@ mod tests {
     use super::*;
 
     fn mock(settings: &str) -> Result<Arc<dyn Plugin>, BuildError> {
-        build(&settings.parse().unwrap(), &BuildContext::default())
+        build(&settings.parse().unwrap(), &BuildEnv::default())
     }
 
     async fn answer(plugin: &dyn Plugin, path: &str) -> Option<Response> {
         let mut req = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
-        match plugin.request(&mut req, &mut Ctx::default()).await.unwrap() {
+        match plugin
+            .request(&mut req, &mut PluginCtx::default())
+            .await
+            .unwrap()
+        {
             Flow::Respond(response) => Some(response),
             Flow::Continue => None,
         }
@@ -202,10 +210,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pingap-mock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("page.html"), "<h1>hi</h1>").unwrap();
-        let context = BuildContext {
+        let context = BuildEnv {
             base_dir: dir.clone(),
             name: "mock".into(),
-            ..BuildContext::default()
+            ..BuildEnv::default()
         };
         let plugin = build(&"file = 'page.html'".parse().unwrap(), &context).unwrap();
         let response = tokio::runtime::Builder::new_current_thread()

@@ -48,7 +48,7 @@ pub(crate) mod testing {
     use std::sync::Arc;
 
     use crate::registry::BuildFn;
-    use crate::{BuildContext, BuildError, Plugin, Settings};
+    use crate::{BuildEnv, BuildError, Plugin, Settings};
 
     /// Parses settings text.
     pub(crate) fn settings(text: &str) -> Settings {
@@ -57,13 +57,11 @@ pub(crate) mod testing {
 
     /// Builds a plugin that must build.
     pub(crate) fn built(build: BuildFn, text: &str) -> Arc<dyn Plugin> {
-        build(&settings(text), &BuildContext::default()).unwrap()
+        build(&settings(text), &BuildEnv::default()).unwrap()
     }
 
     /// The error of settings that must not build.
     pub(crate) fn build_error(build: BuildFn, text: &str) -> BuildError {
-        build(&settings(text), &BuildContext::default())
-            .err()
-            .unwrap()
+        build(&settings(text), &BuildEnv::default()).err().unwrap()
     }
 }

@@ -30,8 +30,8 @@ use serde::de::{self, Deserializer, Visitor};
 
 use crate::key::KeySource;
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -116,7 +116,7 @@ struct RateLimit {
     limit: HeaderValue,
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     let key = KeySource::parse(&config.key).map_err(|e| BuildError::at("key", e))?;
     let burst = match config.burst {
@@ -165,7 +165,11 @@ impl Plugin for RateLimit {
         Phases::of(&[Phase::Request, Phase::ResponseHeaders])
     }
 
-    async fn request(&self, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let key = self.key.hash(&self.hasher, req, ctx);
         let verdict = self.buckets.take(key, Instant::now());
         ctx.set_state(verdict);
@@ -181,7 +185,7 @@ impl Plugin for RateLimit {
     fn response_headers(
         &self,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         if let Some(verdict) = ctx.state::<Verdict>().copied() {
             for (name, value) in self.headers(verdict) {
@@ -363,7 +367,7 @@ mod tests {
     #[tokio::test]
     async fn answers_429_with_headers_once_the_burst_is_spent() {
         let plugin = plugin("rate = '1/m'\nburst = 2\nkey = '$http_x_user'");
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("x-user", "alice").unwrap();
         for _ in 0..2 {

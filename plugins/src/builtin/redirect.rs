@@ -17,8 +17,8 @@ use pingora_http::RequestHeader;
 use serde::Deserialize;
 
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -55,7 +55,7 @@ struct Redirect {
     status: StatusCode,
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     if !matches!(config.status, 301 | 302 | 307 | 308) {
         return Err(BuildError::at("status", "must be 301, 302, 307 or 308"));
@@ -133,7 +133,11 @@ impl Plugin for Redirect {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let Some(location) = self.target(req, ctx.tls) else {
             return Ok(Flow::Continue);
         };

@@ -16,7 +16,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use serde::Deserialize;
 
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -64,7 +64,7 @@ struct RequestId {
     trust_incoming: bool,
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     let header = HeaderName::try_from(config.header.as_str())
         .map_err(|e| BuildError::at("header", format!("invalid header name: {e}")))?;
@@ -114,7 +114,11 @@ impl Plugin for RequestId {
         Phases::of(&[Phase::Request, Phase::ResponseHeaders])
     }
 
-    async fn request(&self, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let incoming = if self.trust_incoming {
             self.incoming(req)
         } else {
@@ -136,7 +140,7 @@ impl Plugin for RequestId {
     fn response_headers(
         &self,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         if let Some(id) = ctx.request_id.as_deref() {
             resp.insert_header(self.header.clone(), header_value(id)?)
@@ -155,12 +159,12 @@ mod tests {
         built(build, settings)
     }
 
-    async fn run(plugin: &dyn Plugin, incoming: Option<&str>) -> (RequestHeader, Ctx) {
+    async fn run(plugin: &dyn Plugin, incoming: Option<&str>) -> (RequestHeader, PluginCtx) {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         if let Some(id) = incoming {
             req.insert_header("x-request-id", id).unwrap();
         }
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         plugin.request(&mut req, &mut ctx).await.unwrap();
         (req, ctx)
     }
@@ -183,7 +187,7 @@ mod tests {
     async fn nanoid_has_the_configured_size() {
         let plugin = plugin("algorithm = 'nanoid'\nsize = 12\nheader = 'X-Trace'");
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         plugin.request(&mut req, &mut ctx).await.unwrap();
         assert_eq!(ctx.request_id.as_ref().unwrap().len(), 12);
         assert!(req.headers.get("x-trace").is_some());

@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use crate::settings::ByteSize;
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Response,
-    Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType,
+    Response, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -43,7 +43,7 @@ struct RequestSize {
 /// Bytes of the body seen so far.
 struct Seen(u64);
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     Ok(Arc::new(RequestSize {
         max: config.max_size.bytes(),
@@ -62,7 +62,11 @@ impl Plugin for RequestSize {
         Phases::of(&[Phase::Request, Phase::RequestBody])
     }
 
-    async fn request(&self, req: &mut RequestHeader, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        _ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let length = req
             .headers
             .get(header::CONTENT_LENGTH)
@@ -81,7 +85,7 @@ impl Plugin for RequestSize {
         &self,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
         let chunk = body.as_ref().map_or(0, |b| b.len() as u64);
         let seen = ctx.state::<Seen>().map_or(0, |s| s.0) + chunk;
@@ -111,14 +115,20 @@ mod tests {
         let plugin = plugin();
         let mut req = RequestHeader::build("POST", b"/", None).unwrap();
         req.insert_header("content-length", "11").unwrap();
-        let Flow::Respond(response) = plugin.request(&mut req, &mut Ctx::default()).await.unwrap()
+        let Flow::Respond(response) = plugin
+            .request(&mut req, &mut PluginCtx::default())
+            .await
+            .unwrap()
         else {
             panic!("11 > 10");
         };
         assert_eq!(response.status, 413);
         req.insert_header("content-length", "10").unwrap();
         assert!(matches!(
-            plugin.request(&mut req, &mut Ctx::default()).await.unwrap(),
+            plugin
+                .request(&mut req, &mut PluginCtx::default())
+                .await
+                .unwrap(),
             Flow::Continue
         ));
     }
@@ -126,7 +136,7 @@ mod tests {
     #[test]
     fn counts_streamed_chunks() {
         let plugin = plugin();
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         let mut chunk = Some(Bytes::from_static(b"123456"));
         plugin.request_body(&mut chunk, false, &mut ctx).unwrap();
         assert_eq!(chunk.as_deref(), Some(&b"123456"[..]), "forwarded");

@@ -30,9 +30,9 @@ use pingora_http::RequestHeader;
 use serde::Deserialize;
 
 use crate::conditions::Conditions;
-use crate::rewrite::{Rewrite, regex_rewrite};
+use crate::path_rewrite::{Rewrite, regex_rewrite};
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -72,7 +72,7 @@ struct RewritePlugin {
     rules: Vec<Rule>,
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     let config: Config = crate::settings::parse(settings)?;
     if config.rules.is_empty() {
         return Err(BuildError::at("rules", "give at least one rule"));
@@ -114,7 +114,11 @@ impl Plugin for RewritePlugin {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, req: &mut RequestHeader, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let original = req
             .uri
             .path_and_query()
@@ -124,7 +128,7 @@ impl Plugin for RewritePlugin {
             if rule.conditions.check(req).is_err() {
                 continue;
             }
-            let cx = ctx.var_context(req, &original);
+            let cx = ctx.variables(req, &original);
             let Some(rewritten) = rule.rewrite.apply(req.uri.path(), 0, req.uri.query(), &cx)
             else {
                 continue;
@@ -155,7 +159,7 @@ mod tests {
         for (name, value) in headers {
             req.insert_header(name.to_string(), *value).unwrap();
         }
-        let mut ctx = Ctx::default();
+        let mut ctx = PluginCtx::default();
         ctx.host = "example.com".to_string();
         plugin.request(&mut req, &mut ctx).await.unwrap();
         req.uri.to_string()

@@ -17,7 +17,7 @@ use regex::{Regex, RegexSet};
 
 use crate::access_list::{self, AccessList, Matcher};
 use crate::{
-    BuildContext, BuildError, Ctx, Flow, Phase, Phases, Plugin, PluginError, PluginType, Settings,
+    BuildEnv, BuildError, Flow, Phase, Phases, Plugin, PluginCtx, PluginError, PluginType, Settings,
 };
 
 pub(crate) const TYPE: PluginType = PluginType {
@@ -54,7 +54,7 @@ impl Matcher for RegexSet {
     }
 }
 
-fn build(settings: &Settings, _: &BuildContext) -> Result<Arc<dyn Plugin>, BuildError> {
+fn build(settings: &Settings, _: &BuildEnv) -> Result<Arc<dyn Plugin>, BuildError> {
     Ok(Arc::new(UserAgent {
         list: AccessList::from_settings(settings)?,
     }))
@@ -72,7 +72,11 @@ impl Plugin for UserAgent {
         Phases::of(&[Phase::Request])
     }
 
-    async fn request(&self, req: &mut RequestHeader, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn request(
+        &self,
+        req: &mut RequestHeader,
+        _ctx: &mut PluginCtx,
+    ) -> Result<Flow, PluginError> {
         let agent = req
             .headers
             .get(header::USER_AGENT)

@@ -17,7 +17,7 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::tls::SslDigest;
 
 use super::UpstreamAttempt;
-use crate::vars::VarContext;
+use crate::vars::Vars;
 pub use format::{ConnectionSerial, Format};
 pub use rotate::Rotation;
 pub use sink::{Sink, Target};
@@ -25,7 +25,7 @@ pub use sink::{Sink, Target};
 /// Everything a log line can say about one finished request.
 pub struct Entry<'a> {
     /// The request-side variables (shared with header rules).
-    pub vars: VarContext<'a>,
+    pub vars: Vars<'a>,
     /// The path and query sent upstream.
     pub upstream_uri: &'a str,
     /// When the request ended.

@@ -12,7 +12,7 @@
 
 use regex::Regex;
 
-use crate::vars::{Scope, Template, VarContext, check_group_name};
+use crate::vars::{Scope, Template, Vars, check_group_name};
 
 /// A regex rewrite built from its parts (the `rewrite` plugin's rules).
 pub fn regex_rewrite(
@@ -80,7 +80,7 @@ impl Rewrite {
         path: &str,
         matched_len: usize,
         query: Option<&str>,
-        cx: &VarContext<'_>,
+        cx: &Vars<'_>,
     ) -> Option<String> {
         let mut out = match self {
             Rewrite::Prefix(replacement) => {
@@ -123,7 +123,7 @@ mod tests {
         let names = ["tenant".to_string()];
         let req = RequestHeader::build("GET", b"/", None).unwrap();
         let captures = [Some("acme".to_string())];
-        let cx = VarContext {
+        let cx = Vars {
             req: &req,
             request_uri: "/",
             host: "acme.example.com",
