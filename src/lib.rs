@@ -28,10 +28,3 @@ pub mod upstream;
 
 /// Request variables and templates (they live with the plugins, which use them too).
 pub use pingap_plugins::vars;
-
-/// The plugin types pingap knows: the built-in ones of `pingap-plugins` and the response cache.
-pub fn plugin_registry() -> pingap_plugins::Registry {
-    let mut registry = pingap_plugins::Registry::builtin();
-    registry.register(cache::TYPE);
-    registry
-}

@@ -79,7 +79,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let source = cli.conf.map_or(Source::Embedded, Source::Path);
-    let registry = pingap::plugin_registry();
+    let registry = pingap::runtime::plugin_registry();
 
     let compiled = source
         .load()

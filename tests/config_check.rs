@@ -45,7 +45,7 @@ fn the_plugin_examples_pass() {
     command.arg("-t").arg("-c").arg(&examples);
     let (status, output) = run_to_exit(command);
     assert!(status.success(), "{output}");
-    let registry = pingap::plugin_registry();
+    let registry = pingap::runtime::plugin_registry();
     let text = std::fs::read_to_string(&examples).unwrap();
     for plugin_type in registry.types() {
         assert!(

@@ -2,13 +2,13 @@
 //! `response_headers_add/set/remove` the response sent to the client.
 //!
 //! Rules are written `"Name: value"` (or `"Name:value"`); values may hold variables (see
-//! [`crate::vars`]). They apply in the order remove, set, add, so a set or added value always
+//! [`pingap_plugins::vars`]). They apply in the order remove, set, add, so a set or added value always
 //! lands even if the same name is also removed.
 
 use http::HeaderName;
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use crate::vars::{Scope, Template, Vars};
+use pingap_plugins::vars::{Scope, Template, Vars};
 
 /// One location's rules for one direction.
 #[derive(Debug, Clone, Default)]

@@ -17,7 +17,7 @@ use super::grpc_web::Bridge as GrpcWebBridge;
 use super::reply::Reply;
 use crate::runtime::plan::{Arrival, Decision};
 use crate::runtime::{Location, Runtime};
-use crate::vars::Vars;
+use pingap_plugins::vars::Vars;
 
 /// How a request reached the proxy, besides its header.
 #[derive(Debug, Clone, Copy)]

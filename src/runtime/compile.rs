@@ -37,7 +37,7 @@ use crate::router::path_rewrite::Rewrite;
 use crate::router::{RouteSpec, Router, capture_names};
 use crate::tls::{CertResolver, MinVersion, certified_key, read_pem};
 use crate::upstream::{Pool, PoolEnv};
-use crate::vars::{Scope, check_group_name};
+use pingap_plugins::vars::{Scope, check_group_name};
 
 /// Default time in-flight requests get after SIGTERM.
 pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -33,6 +33,13 @@ use error_page::ErrorPages;
 
 pub use compile::{Compiled, compile};
 
+/// The plugin types pingap knows: the built-in ones of `pingap-plugins` and the response cache.
+pub fn plugin_registry() -> pingap_plugins::Registry {
+    let mut registry = pingap_plugins::Registry::builtin();
+    registry.register(crate::cache::TYPE);
+    registry
+}
+
 /// Everything a request needs, compiled from one configuration.
 pub struct Runtime {
     /// Increases by one with every snapshot installed in a [`RuntimeHandle`].

@@ -17,8 +17,8 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::tls::SslDigest;
 
 use super::UpstreamAttempt;
-use crate::vars::Vars;
 pub use format::{ConnectionSerial, Format};
+use pingap_plugins::vars::Vars;
 pub use rotate::Rotation;
 pub use sink::{Sink, Target};
 
