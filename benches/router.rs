@@ -9,8 +9,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pingap::router::conditions::Conditions;
-use pingap::router::host::{HostPattern, normalize_host};
+use pingap::router::host::HostPattern;
+use pingap::router::host_parse::parse_host;
 use pingap::router::path::PathPattern;
+use pingap::router::path_normalize::normalize_path;
 use pingap::router::{RouteSpec, Router};
 use pingora::http::RequestHeader;
 
@@ -81,11 +83,17 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    group.bench_function("normalize host header", |b| {
+    group.bench_function("parse host header", |b| {
         b.iter(|| {
             let mut buf = [0u8; 256];
-            normalize_host(black_box(b"Host-517.Example.COM:8443"), &mut buf).map(str::len)
+            parse_host(black_box(b"Host-517.Example.COM:8443"), &mut buf).map(|h| h.name.len())
         })
+    });
+    group.bench_function("normalize a normal path", |b| {
+        b.iter(|| normalize_path(black_box("/api/v1/users/12345/orders")).map(|p| p.len()))
+    });
+    group.bench_function("normalize a path with dot segments", |b| {
+        b.iter(|| normalize_path(black_box("/api/./v1//users/../users/%61b")).map(|p| p.len()))
     });
     group.finish();
 }

@@ -27,6 +27,7 @@ pub mod conditions;
 mod ctx;
 mod error;
 mod key;
+pub mod path_encode;
 pub mod path_rewrite;
 mod phase;
 mod plugin;

@@ -7,8 +7,10 @@
 //!   replacement; the first match in the path is replaced. The replacement may use `$1`…, `$name`
 //!   for the regex's groups and `$$` for a literal `$`.
 //!
-//! Both forms may use the variables and the location's captures (see [`crate::vars`]). The query
-//! string is kept unless the result sets one (contains `?`).
+//! Both forms may use the variables and the location's captures (see [`crate::vars`]). Variable
+//! values are percent-encoded for a path segment (`?name=..%2F..%2Fadmin` with `/files/$arg_name`
+//! gives `/files/..%2F..%2Fadmin`); captures go in as they are. The query string is kept unless the
+//! result sets one (contains `?`).
 
 use regex::Regex;
 
@@ -85,7 +87,7 @@ impl Rewrite {
         let mut out = match self {
             Rewrite::Prefix(replacement) => {
                 let rest = path.get(matched_len..).unwrap_or_default();
-                let mut out = replacement.render(cx);
+                let mut out = replacement.render_path(cx, None);
                 if out.ends_with('/') && rest.starts_with('/') {
                     out.pop();
                 }
@@ -97,7 +99,7 @@ impl Rewrite {
                 let whole = groups.get(0).map_or(0..0, |m| m.range());
                 let mut out = String::with_capacity(path.len() + 16);
                 out.push_str(&path[..whole.start]);
-                out.push_str(&replacement.render_with_groups(cx, Some(&groups)));
+                out.push_str(&replacement.render_path(cx, Some(&groups)));
                 out.push_str(&path[whole.end..]);
                 out
             }

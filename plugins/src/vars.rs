@@ -127,6 +127,12 @@ impl Var {
         })
     }
 
+    /// Whether the value is the request's own (normalised) path, which goes into a rewritten
+    /// path as it is.
+    fn is_path(&self) -> bool {
+        matches!(self, Var::Uri | Var::RequestUri)
+    }
+
     /// Appends the variable's value for this request to `out` (nothing when it has none).
     pub fn render(&self, cx: &Vars<'_>, out: &mut String) {
         match self {
@@ -301,10 +307,33 @@ impl Template {
         cx: &Vars<'_>,
         groups: Option<&regex::Captures<'_>>,
     ) -> String {
+        self.render_segments(cx, groups, false)
+    }
+
+    /// Renders the template as a path: the values of variables (a decoded query argument, a
+    /// header, a cookie) are percent-encoded for one path segment
+    /// ([`crate::path_encode`]), so they can add neither a `/`, a `?` nor a `#`; captures and
+    /// regex groups come from the request's (normalised) path and host and go in as they are.
+    pub fn render_path(&self, cx: &Vars<'_>, groups: Option<&regex::Captures<'_>>) -> String {
+        self.render_segments(cx, groups, true)
+    }
+
+    fn render_segments(
+        &self,
+        cx: &Vars<'_>,
+        groups: Option<&regex::Captures<'_>>,
+        encode_vars: bool,
+    ) -> String {
         let mut out = String::new();
+        let mut value = String::new();
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
+                Segment::Var(var) if encode_vars && !var.is_path() => {
+                    value.clear();
+                    var.render(cx, &mut value);
+                    crate::path_encode::push_path_encoded(&value, &mut out);
+                }
                 Segment::Var(var) => var.render(cx, &mut out),
                 Segment::Capture(slot) => {
                     if let Some(Some(value)) = cx.captures.get(*slot) {

@@ -37,28 +37,22 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
-    /// The client: `peer` itself, unless `peer` is trusted, in which case the right-most
-    /// `X-Forwarded-For` hop that is not trusted (or the left-most hop if all are).
+    /// The client: `peer` itself, unless `peer` is trusted; then `X-Forwarded-For` is walked
+    /// right to left while the hops are trusted proxies, and the walk stops at the first hop
+    /// that is not trusted (the client) or that cannot be parsed (then the client is the last
+    /// trusted hop it reached); see [`super::forwarded_for`].
     pub fn client_ip(&self, peer: IpAddr, req: &RequestHeader) -> IpAddr {
-        let peer = canonical(peer);
-        if self.0.is_empty() || !self.contains(peer) {
-            return peer;
+        if self.0.is_empty() {
+            return canonical(peer);
         }
-        let hops: Vec<IpAddr> = req
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-            .map(canonical)
-            .collect();
-        hops.iter()
-            .rev()
-            .find(|hop| !self.contains(**hop))
-            .or(hops.first())
-            .copied()
-            .unwrap_or(peer)
+        super::forwarded_for::client_ip(
+            peer,
+            req.headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|value| value.as_bytes()),
+            |ip| self.contains(ip),
+        )
     }
 }
 

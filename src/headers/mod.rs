@@ -5,6 +5,8 @@
 //!   `X-Forwarded-*` headers sent upstream.
 
 pub mod forwarded;
+pub mod forwarded_for;
+pub mod framing;
 pub mod rules;
 
 pub use forwarded::TrustedProxies;

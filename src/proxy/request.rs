@@ -3,6 +3,7 @@
 //! The Pingora phases ([`super::Proxy`]) and `pingap explain` ([`super::explain`]) both call
 //! these, so explain shows exactly what the proxy does.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use super::ctx::RequestCtx;
 use super::grpc;
 use super::grpc_web::Bridge as GrpcWebBridge;
 use super::reply::Reply;
+use crate::router::path_normalize::normalize_path;
 use crate::runtime::plan::{Arrival, Decision};
 use crate::runtime::{Location, Runtime};
 use pingap_plugins::vars::Vars;
@@ -51,6 +53,12 @@ pub fn route(
             tls12: connection.tls12,
         },
     );
+    if let Some(normalized) = plan.normalized {
+        req.set_uri(normalized.path_and_query);
+        if let Some(host) = normalized.host {
+            req.insert_header(http::header::HOST, host)?;
+        }
+    }
     ctx.plugin.host = plan.host;
     ctx.plugin.client_ip = plan.client_ip;
     ctx.peer_trusted = plan.peer_trusted;
@@ -94,26 +102,56 @@ pub async fn request_plugins(req: &mut RequestHeader, ctx: &mut RequestCtx) -> O
     }
 }
 
-/// Applies the location's path rewrite to `req`, keeping the path as received in the context.
+/// Applies the location's path rewrite to `req`, keeping the path as received in the context,
+/// and checks the path to be forwarded (after the rewrite and any rewriting plugin): it is
+/// normalised again, and one that climbs above `/`, holds a dot segment (which could only come
+/// from a variable's value) or bytes a path may not hold is refused with 400.
 pub fn rewrite(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-    let Some(location) = ctx.location.clone() else {
-        return Ok(());
-    };
-    let Some(rewrite) = &location.rewrite else {
-        return Ok(());
-    };
     let original = path_and_query(req).to_string();
-    let rewritten = rewrite.apply(
-        req.uri.path(),
-        ctx.matched_len,
-        req.uri.query(),
-        &variables(req, ctx, &location),
-    );
-    if let Some(rewritten) = rewritten {
+    if let Some(location) = ctx.location.clone()
+        && let Some(rewrite) = &location.rewrite
+        && let Some(rewritten) = rewrite.apply(
+            req.uri.path(),
+            ctx.matched_len,
+            req.uri.query(),
+            &variables(req, ctx, &location),
+        )
+    {
         set_uri(req, &rewritten)?;
+    }
+    let path = req.uri.path();
+    let refuse = |why: String| {
+        Error::e_explain(
+            ErrorType::HTTPStatus(400),
+            format!("the path to forward is refused: {why}"),
+        )
+    };
+    match normalize_path(path) {
+        Err(e) => return refuse(e.to_string()),
+        Ok(Cow::Borrowed(_)) => {}
+        Ok(Cow::Owned(normal)) => {
+            if has_dot_segment(path) {
+                return refuse(format!("\"{path}\" has a dot segment"));
+            }
+            let with_query = match req.uri.query() {
+                Some(query) => format!("{normal}?{query}"),
+                None => normal,
+            };
+            set_uri(req, &with_query)?;
+        }
+    }
+    if path_and_query(req) != original {
         ctx.original_uri = Some(original);
     }
     Ok(())
+}
+
+/// Whether `path` has a `.` or `..` segment, plain or percent-encoded.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 /// Prepares the request sent upstream (`upstream`, Pingora's copy of `req` as it stands after
@@ -155,8 +193,8 @@ pub fn upstream_request(
 fn set_uri(req: &mut RequestHeader, path_and_query: &str) -> Result<()> {
     let uri = path_and_query.parse::<http::Uri>().map_err(|e| {
         Error::because(
-            ErrorType::InternalError,
-            "rewrite produced an invalid URI",
+            ErrorType::HTTPStatus(400),
+            "the rewritten path is not a valid URI",
             e,
         )
     })?;

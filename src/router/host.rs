@@ -95,32 +95,6 @@ fn check_host_chars(host: &str) -> Result<(), String> {
     }
 }
 
-/// The host of a request, lower-cased and without port, written into `buf` so that no
-/// allocation is needed. Hosts longer than the buffer are returned as `None` (no location can
-/// match them: DNS names are at most 253 bytes).
-pub fn normalize_host<'b>(raw: &[u8], buf: &'b mut [u8; 256]) -> Option<&'b str> {
-    let host = match raw.first() {
-        // IPv6 literal: keep the brackets, drop the port after them.
-        Some(b'[') => {
-            let end = raw.iter().position(|&b| b == b']')?;
-            &raw[..=end]
-        }
-        _ => match raw.iter().rposition(|&b| b == b':') {
-            Some(colon) => &raw[..colon],
-            None => raw,
-        },
-    };
-    let host = host.strip_suffix(b".").unwrap_or(host);
-    if host.len() > buf.len() {
-        return None;
-    }
-    let out = &mut buf[..host.len()];
-    for (dst, src) in out.iter_mut().zip(host) {
-        *dst = src.to_ascii_lowercase();
-    }
-    std::str::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,22 +122,5 @@ mod tests {
         );
         assert!(HostPattern::parse("bad host").is_err());
         assert!(HostPattern::parse("*.").is_err());
-    }
-
-    #[test]
-    fn normalizes_request_hosts() {
-        let mut buf = [0u8; 256];
-        assert_eq!(
-            normalize_host(b"API.example.COM:8080", &mut buf),
-            Some("api.example.com")
-        );
-        assert_eq!(
-            normalize_host(b"example.com.", &mut buf),
-            Some("example.com")
-        );
-        assert_eq!(normalize_host(b"[::1]:443", &mut buf), Some("[::1]"));
-        assert_eq!(normalize_host(b"[::1]", &mut buf), Some("[::1]"));
-        assert_eq!(normalize_host(b"", &mut buf), Some(""));
-        assert_eq!(normalize_host(&[b'a'; 300], &mut buf), None);
     }
 }

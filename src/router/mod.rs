@@ -16,7 +16,10 @@
 //! hosts scan the (pre-sorted) non-exact locations.
 
 pub mod host;
+pub mod host_parse;
 pub mod path;
+pub mod path_normalize;
+pub mod request_target;
 
 pub use pingap_plugins::{conditions, path_rewrite};
 
@@ -286,7 +289,7 @@ impl<T> Router<T> {
     }
 
     /// Finds the location for a request; `host` must be lower-cased without port
-    /// (see [`host::normalize_host`]).
+    /// (see [`host_parse::parse_host`]).
     pub fn route(&self, host: &str, req: &RequestHeader) -> Option<Match<'_, T>> {
         self.candidates(host).iter().find_map(|candidate| {
             let route = &self.routes[candidate.route as usize];
