@@ -37,15 +37,21 @@ impl ConfigDuration {
         self.0
     }
 
-    /// Parses `"500ms"`, `"10s"`, `"1m"` …
+    /// The longest duration a configuration may give: longer ones are mistakes, and a time that
+    /// far ahead cannot be added to a clock without overflowing.
+    pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+
+    /// Parses `"500ms"`, `"10s"`, `"1m"` …, at most [`ConfigDuration::MAX`].
     pub fn parse(text: &str) -> Result<ConfigDuration, String> {
-        humantime::parse_duration(text.trim())
-            .map(ConfigDuration)
-            .map_err(|e| {
-                format!(
-                    "invalid duration \"{text}\": {e} (write e.g. \"500ms\", \"10s\" or \"1m\")"
-                )
-            })
+        let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("invalid duration \"{text}\": {e} (write e.g. \"500ms\", \"10s\" or \"1m\")")
+        })?;
+        if duration > Self::MAX {
+            return Err(format!(
+                "duration \"{text}\" is longer than the longest accepted, 365 days"
+            ));
+        }
+        Ok(ConfigDuration(duration))
     }
 }
 

@@ -45,6 +45,8 @@ pub const DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/pingap_upgrade.sock";
 /// Default time an idle client connection waits for its next request.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most worker threads a server may ask for: more is a mistake (each holds a runtime).
+pub const MAX_THREADS: usize = 1024;
 /// Default idle upstream connections kept.
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
 
@@ -177,6 +179,14 @@ impl Compiler<'_> {
         let threads = match basic.threads {
             Some(0) => {
                 self.error("basic", "threads", "must be at least 1");
+                1
+            }
+            Some(n) if n > MAX_THREADS => {
+                self.error(
+                    "basic",
+                    "threads",
+                    format!("{n} is more than the {MAX_THREADS} worker threads accepted"),
+                );
                 1
             }
             Some(n) => n,
@@ -580,8 +590,14 @@ impl Compiler<'_> {
                 router,
                 access_log: self.access_log(&table, spec),
             });
-            if spec.threads == Some(0) {
-                self.error(&table, "threads", "must be at least 1");
+            match spec.threads {
+                Some(0) => self.error(&table, "threads", "must be at least 1"),
+                Some(n) if n > MAX_THREADS => self.error(
+                    &table,
+                    "threads",
+                    format!("{n} is more than the {MAX_THREADS} worker threads accepted"),
+                ),
+                _ => {}
             }
             let tls = match (&spec.tls_cert, &spec.tls_key) {
                 (Some(cert), Some(key)) => self.certificate(&table, cert, key, min_version),
