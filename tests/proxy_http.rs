@@ -518,3 +518,42 @@ async fn idle_client_connections_are_closed_after_keepalive_timeout() {
         "closed after {closed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_is_answered_by_pingap_and_not_forwarded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Backend::start("b").await;
+    let pingap = Pingap::start(&single(&[backend.addr.to_string()], "", ""));
+    let mut stream = tokio::net::TcpStream::connect(pingap.addr("main"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+              Expect: 100-continue\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // The client waits for `100 Continue` before it sends the body.
+    let mut interim = Vec::new();
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut byte = [0u8; 1];
+        while !interim.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await.unwrap();
+            interim.push(byte[0]);
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no interim response");
+    let interim = String::from_utf8_lossy(&interim).to_string();
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    stream.write_all(b"hello").await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response).to_string();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    let echo: Echo = serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(echo.body_len, 5);
+    assert_eq!(echo.header("expect"), None, "Expect is not forwarded");
+}

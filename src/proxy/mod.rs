@@ -325,6 +325,11 @@ impl ProxyHttp for Proxy {
             .await?;
             return Ok(true);
         }
+        // The request goes upstream: answer `Expect: 100-continue` here, so that the client
+        // sends its body at once whatever the backend does (`Expect` is not forwarded).
+        if request::expects_continue(session.req_header()) {
+            session.write_continue_response().await?;
+        }
         Ok(false)
     }
 

@@ -173,6 +173,8 @@ pub fn upstream_request(
     if let Some(bridge) = &ctx.grpc_web {
         bridge.upstream_request(upstream);
     }
+    // pingap answered `Expect: 100-continue` itself (an HTTP/1.1 hop-by-hop expectation).
+    upstream.remove_header(&http::header::EXPECT);
     if let (Some(trace), Some(attempt)) = (&ctx.trace, ctx.attempts.last()) {
         upstream.insert_header("traceparent", trace.traceparent(attempt.span_id))?;
     }
@@ -187,6 +189,15 @@ pub fn upstream_request(
         .chain
         .upstream_request(upstream, &mut ctx.plugin)
         .map_err(super::errors::from_plugin)
+}
+
+/// Whether the client waits for `100 Continue` before sending its body (HTTP/1.1).
+pub fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Replaces the request's path and query.
