@@ -41,6 +41,12 @@ pub fn read(req: &RequestHeader) -> Result<Target, Cow<'static, str>> {
     let authority = absolute_form_authority(raw);
     let origin_form = raw.first() == Some(&b'/');
     let asterisk = raw == b"*" && req.method == Method::OPTIONS;
+    if raw.iter().any(|&b| b <= b' ' || b >= 0x7f) {
+        // HTTP/2 and clients of `explain` reach here without Pingora's HTTP/1 request-line parser.
+        return Err(
+            "the request target holds a space, a control character or a non-ASCII byte".into(),
+        );
+    }
     if authority.is_none() && !origin_form && !asterisk {
         return Err(
             "the request target is neither a path starting with / nor an absolute URL".into(),
