@@ -358,7 +358,9 @@ impl Template {
     pub fn header_value(&self, cx: &Vars<'_>) -> Option<HeaderValue> {
         match &self.constant {
             Some(value) => Some(value.clone()),
-            None => HeaderValue::from_str(&self.render(cx)).ok(),
+            // Receivers strip the whitespace around a value; so does pingap, so that what it
+            // shows (`explain`) is what a backend sees.
+            None => HeaderValue::from_str(self.render(cx).trim_matches([' ', '\t'])).ok(),
         }
     }
 }

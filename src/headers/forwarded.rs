@@ -1,5 +1,6 @@
 //! The client's address behind trusted proxies, and the `X-Forwarded-*` headers sent upstream.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -76,14 +77,17 @@ pub fn add_forwarded_headers(
     host: &str,
 ) {
     if let Some(peer) = peer.map(canonical) {
-        let forwarded_for = match req
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(existing) if !existing.trim().is_empty() => format!("{existing}, {peer}"),
-            _ => peer.to_string(),
-        };
+        // Every line the client sent, in order, then the peer: one line upstream.
+        let mut forwarded_for = String::new();
+        for line in req.headers.get_all("x-forwarded-for") {
+            let line = String::from_utf8_lossy(line.as_bytes());
+            let line = line.trim();
+            if !line.is_empty() {
+                forwarded_for.push_str(line);
+                forwarded_for.push_str(", ");
+            }
+        }
+        let _ = write!(forwarded_for, "{peer}");
         let _ = req.insert_header("x-forwarded-for", forwarded_for);
     }
     if let Some(client) = client {

@@ -65,8 +65,13 @@ pub fn explain(compiled: Compiled, request: &Request) -> Result<Explanation, Str
             .map_err(|e| format!("invalid host: {e}"))?;
     }
     for (name, value) in &request.headers {
-        req.insert_header(name.clone(), value.clone())
-            .map_err(|e| format!("invalid header {name}: {e}"))?;
+        // Repeated headers are kept, as a client sends them; `-H Host:` replaces the URL's.
+        let added = if name == http::header::HOST {
+            req.insert_header(name.clone(), value.clone())
+        } else {
+            req.append_header(name.clone(), value.clone()).map(|_| ())
+        };
+        added.map_err(|e| format!("invalid header {name}: {e}"))?;
     }
 
     let Compiled { runtime, plan, .. } = compiled;
