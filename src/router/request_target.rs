@@ -2,9 +2,9 @@
 //! is what the backend gets (design §13).
 //!
 //! * **Form.** The target is origin-form (`/path?query`), or absolute-form
-//!   (`http://host/path?query`), whose authority is then the host (a `Host` header is ignored,
-//!   as RFC 9112 §3.2.2 says, and replaced upstream); `*` is accepted for `OPTIONS`. Anything
-//!   else (`GET admin`) is refused.
+//!   (`http://host/path?query`), whose authority is then the host and the `Host` sent upstream
+//!   (Pingora's parser has already refused one whose `Host` header names another authority);
+//!   `*` is accepted for `OPTIONS`. Anything else (`GET admin`) is refused.
 //! * **Host.** One `Host` header (HTTP/2's `:authority` counts), parsed strictly by
 //!   [`parse_host`]: one optional port, IPv6 literals in brackets. An HTTP/1.1 request without
 //!   a host, with two `Host` headers or with an invalid one is refused.
