@@ -25,11 +25,19 @@
 //! | `pingap_uptime_seconds` | | since the process started |
 //! | `pingap_build_info` | version | always 1 |
 //! | `process_*` | | CPU seconds, resident memory, open fds, threads, start time |
+//!
+//! Series live as long as what they are labelled with: after each reload [`Metrics::retain`]
+//! drops the series of locations, upstreams, backends and servers the running configuration no
+//! longer has (the process hands their names down in a [`LiveNames`]), so renaming things over
+//! many reloads does not grow the output. Series of names that are still there are untouched:
+//! their counts continue.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::Method;
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -345,6 +353,80 @@ impl Metrics {
         }
         out
     }
+
+    /// Drops every series labelled with a location, upstream, backend or server that is not in
+    /// `live` (the names of the configuration that runs now); returns how many were dropped.
+    ///
+    /// The series of live names are kept as they are, so their counts continue. A request still
+    /// running on an older configuration may hold the counters of a dropped location: they just
+    /// stop being exported, and a location added again later is compiled with fresh ones. The
+    /// per-server counters are resolved once, when the listeners start; that is safe because a
+    /// reload never removes a server (a listener change is refused).
+    pub fn retain(&self, live: &LiveNames) -> usize {
+        let location = live_label("location", &live.locations);
+        let upstream = live_label("upstream", &live.upstreams);
+        let server = live_label("server", &live.servers);
+        let backend =
+            |labels: &HashMap<&str, &str>| match (labels.get("upstream"), labels.get("backend")) {
+                (Some(upstream), Some(backend)) => live
+                    .backends
+                    .contains(&((*upstream).to_string(), (*backend).to_string())),
+                _ => true,
+            };
+        prune(&self.requests, &location)
+            + prune(&self.duration, &location)
+            + prune(&self.rejections, &location)
+            + prune(&self.cache, &location)
+            + prune(&self.upstream, &upstream)
+            + prune(&self.backend_up, &backend)
+            + prune(&self.circuit, &backend)
+            + prune(&self.server_requests, &server)
+            + prune(&self.connections, &server)
+            + prune(&self.connections_total, &server)
+            + prune(&self.body_bytes, &server)
+    }
+}
+
+/// The names of what the running configuration has, for [`Metrics::retain`].
+#[derive(Debug, Default, Clone)]
+pub struct LiveNames {
+    /// Servers.
+    pub servers: HashSet<String>,
+    /// Locations (those some server routes to).
+    pub locations: HashSet<String>,
+    /// Upstreams.
+    pub upstreams: HashSet<String>,
+    /// Backends, as (upstream, address) as in `pingap_backend_up`.
+    pub backends: HashSet<(String, String)>,
+}
+
+/// Whether a series' `label` (when it has one) is one of `names`.
+fn live_label<'a>(
+    label: &'static str,
+    names: &'a HashSet<String>,
+) -> impl Fn(&HashMap<&str, &str>) -> bool + 'a {
+    move |labels| labels.get(label).is_none_or(|value| names.contains(*value))
+}
+
+/// Removes the series of `vec` whose labels `keep` refuses; returns how many.
+fn prune<T: MetricVecBuilder>(
+    vec: &MetricVec<T>,
+    keep: &dyn Fn(&HashMap<&str, &str>) -> bool,
+) -> usize {
+    let mut removed = 0;
+    for family in vec.collect() {
+        for series in family.get_metric() {
+            let labels: HashMap<&str, &str> = series
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            if !keep(&labels) && vec.remove(&labels).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 /// The pre-resolved counters of one location.
@@ -478,5 +560,72 @@ mod tests {
             )
         );
         assert!(text.contains("pingap_build_info{version="));
+    }
+
+    #[test]
+    fn retain_drops_the_series_of_removed_names_and_keeps_the_others_counting() {
+        // A registry of its own: the process global is shared with the other tests.
+        let metrics = Metrics::new();
+        let (gone, kept) = (metrics.location("gone"), metrics.location("kept"));
+        for location in [&gone, &kept] {
+            location.finished(&Method::GET, 200, Duration::ZERO);
+            location.cache("HIT");
+        }
+        metrics.rejection("gone", 403);
+        metrics.rejection("kept", 429);
+        metrics.upstream("u_gone").observe(0.1);
+        metrics.upstream("u_kept").observe(0.1);
+        metrics.server("main").finished(200, 1, 1);
+        metrics.server("old").finished(200, 1, 1);
+        let samples = |upstream: &'static str| ScrapeSamples {
+            in_flight: 0,
+            backends: vec![BackendSample {
+                upstream,
+                backend: "127.0.0.1:1".to_string(),
+                up: true,
+                circuit_state: 0,
+            }],
+        };
+        let before = String::from_utf8(metrics.render(&samples("u_gone"))).unwrap();
+        assert!(before.contains(r#"location="gone""#) && before.contains(r#"server="old""#));
+
+        let live = LiveNames {
+            servers: HashSet::from(["main".to_string()]),
+            locations: HashSet::from(["kept".to_string()]),
+            upstreams: HashSet::from(["u_kept".to_string()]),
+            backends: HashSet::from([("u_kept".to_string(), "127.0.0.1:1".to_string())]),
+        };
+        assert!(metrics.retain(&live) > 0);
+        assert_eq!(metrics.retain(&live), 0, "nothing left to drop");
+        // A handle held by a request of the old configuration still works, unexported.
+        gone.finished(&Method::GET, 200, Duration::ZERO);
+        kept.finished(&Method::GET, 200, Duration::ZERO);
+        let after = String::from_utf8(metrics.render(&samples("u_kept"))).unwrap();
+        for removed in [r#""gone""#, r#""u_gone""#, r#""old""#] {
+            assert!(!after.contains(removed), "{removed} in\n{after}");
+        }
+        for line in [
+            r#"pingap_requests_total{location="kept",method="GET",status="2xx"} 2"#,
+            r#"pingap_cache_requests_total{location="kept",status="HIT"} 1"#,
+            r#"pingap_plugin_rejections_total{location="kept",status="429"} 1"#,
+            r#"pingap_upstream_response_seconds_count{upstream="u_kept"} 1"#,
+            r#"pingap_server_requests_total{server="main",status="2xx"} 1"#,
+            r#"pingap_backend_up{backend="127.0.0.1:1",upstream="u_kept"} 1"#,
+        ] {
+            assert!(after.lines().any(|l| l == line), "no {line} in\n{after}");
+        }
+
+        // A location added again is exported again, from zero.
+        metrics
+            .location("gone")
+            .finished(&Method::GET, 200, Duration::ZERO);
+        let again = String::from_utf8(metrics.render(&samples("u_kept"))).unwrap();
+        assert!(
+            again
+                .lines()
+                .any(|l| l
+                    == r#"pingap_requests_total{location="gone",method="GET",status="2xx"} 1"#),
+            "{again}"
+        );
     }
 }

@@ -3,13 +3,18 @@
 //! A configuration that fails any step is rejected and the running one stays. Listeners belong
 //! to the process, so a reload that would add, remove or move one is rejected too: that takes a
 //! graceful upgrade (start `pingap -u`, then send SIGQUIT to the old process).
+//!
+//! After each attempt the metric series of whatever the running configuration no longer has
+//! (renamed or removed locations, upstreams, backends) are dropped, so the `/metrics` output
+//! follows the configuration instead of growing with every rename.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pingap_plugins::Registry;
 
 use crate::config::{ConfigErrors, Source};
-use crate::runtime::{ListenerPlan, RuntimeHandle, compile};
+use crate::observe::metrics::{LiveNames, metrics};
+use crate::runtime::{ListenerPlan, Runtime, RuntimeHandle, compile};
 
 /// Why a reload was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,9 @@ pub struct Reloader {
     registry: Registry,
     runtime: Arc<RuntimeHandle>,
     listeners: Vec<ListenerPlan>,
+    /// One reload at a time: a compile that resolves the counters of a name must not run
+    /// between another reload's install and its pruning of that name.
+    serial: Mutex<()>,
 }
 
 impl Reloader {
@@ -45,6 +53,7 @@ impl Reloader {
             registry,
             runtime,
             listeners,
+            serial: Mutex::new(()),
         }
     }
 
@@ -55,9 +64,17 @@ impl Reloader {
 
     /// Reloads; returns the new generation and a summary.
     pub fn reload(&self) -> Result<(u64, String), ReloadError> {
+        let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         let result = self.try_reload();
-        crate::observe::metrics::metrics()
-            .reloaded(result.as_ref().ok().map(|(generation, _)| *generation));
+        let metrics = metrics();
+        // Also after a rejected configuration: compiling it may have resolved the counters of
+        // names only it had. Before the generation is published, so a scrape that shows the new
+        // generation shows no series of the names it dropped.
+        let dropped = metrics.retain(&live_names(&self.runtime.load()));
+        if dropped > 0 {
+            tracing::debug!("dropped {dropped} metric series of names no longer configured");
+        }
+        metrics.reloaded(result.as_ref().ok().map(|(generation, _)| *generation));
         result
     }
 
@@ -126,4 +143,29 @@ impl Reloader {
             )))
         }
     }
+}
+
+/// The names of the servers, routed locations, upstreams and backends of `runtime`: the metric
+/// series worth keeping.
+fn live_names(runtime: &Runtime) -> LiveNames {
+    let mut live = LiveNames::default();
+    for server in &runtime.servers {
+        live.servers.insert(server.name.clone());
+        live.locations.extend(
+            server
+                .router
+                .targets()
+                .map(|location| location.name.to_string()),
+        );
+    }
+    for (name, pool) in &runtime.upstreams {
+        live.upstreams.insert(name.clone());
+        live.backends.extend(
+            pool.members()
+                .backends()
+                .iter()
+                .map(|member| (name.clone(), member.addr.to_string())),
+        );
+    }
+    live
 }

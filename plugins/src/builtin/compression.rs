@@ -16,6 +16,12 @@
 //! `Vary: Accept-Encoding`, and a strong `ETag` becomes weak. Bodies are compressed chunk by chunk
 //! as they stream (each chunk is flushed, so server-sent events stay live): memory stays at the
 //! compressor's window, whatever the size of the body.
+//!
+//! `Vary: Accept-Encoding` goes on every response whose full `200` could be compressed for some
+//! client, compressed or not: the `200` itself, and its `304` (unless its own headers show a type,
+//! length, encoding or `no-transform` that rules compression out) and `206` (judged by its type and
+//! the full length in `Content-Range`) too, so caches and clients see one `Vary` for the resource.
+//! It is never added twice, nor next to `Vary: *`.
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -288,22 +294,83 @@ impl Compression {
     fn eligible(&self, resp: &ResponseHeader) -> bool {
         let status = resp.status.as_u16();
         let headers = &resp.headers;
-        let length = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        (200..300).contains(&status)
+            && status != 204
+            && status != 206
+            && !headers.contains_key(header::CONTENT_RANGE)
+            && self.transformable(headers, content_length(headers))
+            && self.compressible_type(headers.get(header::CONTENT_TYPE))
+    }
+
+    /// Whether the full `200` of the resource this response is about would carry
+    /// `Vary: Accept-Encoding`: this response, a `304` or a `206` of it.
+    fn varies(&self, resp: &ResponseHeader) -> bool {
+        let headers = &resp.headers;
+        let content_type = headers.get(header::CONTENT_TYPE);
+        match resp.status.as_u16() {
+            // A 304 usually has no Content-Type: without one, assume the 200 had a compressible
+            // type (an extra Vary costs a cache some hits; a missing one serves the wrong body).
+            304 => {
+                self.transformable(headers, content_length(headers))
+                    && (content_type.is_none() || self.compressible_type(content_type))
+            }
+            // A 206's length is the part's: the full length is in Content-Range. The type of a
+            // multipart answer is in its parts.
+            206 => {
+                let multipart = content_type.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                    v.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("multipart/byteranges")
+                });
+                self.transformable(headers, complete_length(headers))
+                    && (multipart || self.compressible_type(content_type))
+            }
+            _ => self.eligible(resp),
+        }
+    }
+
+    /// Whether a representation with these headers and full `length` (when known) may be
+    /// compressed: not encoded yet, no `no-transform`, not below `min_length`.
+    fn transformable(&self, headers: &http::HeaderMap, length: Option<u64>) -> bool {
         let no_transform = headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
             v.to_str()
                 .is_ok_and(|v| v.to_ascii_lowercase().contains("no-transform"))
         });
-        (200..300).contains(&status)
-            && status != 204
-            && status != 206
-            && !headers.contains_key(header::CONTENT_ENCODING)
-            && !headers.contains_key(header::CONTENT_RANGE)
+        !headers.contains_key(header::CONTENT_ENCODING)
             && !no_transform
             && length.is_none_or(|l| l >= self.min_length)
-            && self.compressible_type(headers.get(header::CONTENT_TYPE))
+    }
+}
+
+/// The `Content-Length`, if valid.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The complete length of a `206`'s representation: `N` of `Content-Range: bytes a-b/N`.
+fn complete_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit_once('/'))
+        .and_then(|(_, length)| length.trim().parse().ok())
+}
+
+/// Adds `Accept-Encoding` to the response's `Vary`, unless it is listed already or `Vary` is `*`.
+fn add_vary(resp: &mut ResponseHeader) {
+    let listed = resp
+        .headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|token| token == "*" || token.eq_ignore_ascii_case("accept-encoding"));
+    if !listed {
+        let _ = resp.append_header(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     }
 }
 
@@ -339,10 +406,12 @@ impl Plugin for Compression {
         resp: &mut ResponseHeader,
         ctx: &mut PluginCtx,
     ) -> Result<(), PluginError> {
+        if self.varies(resp) {
+            add_vary(resp);
+        }
         if !self.eligible(resp) {
             return Ok(());
         }
-        let _ = resp.append_header(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         let Some(State::Accepted(algorithm)) = ctx.take_state::<State>() else {
             return Ok(());
         };
@@ -547,6 +616,103 @@ mod tests {
                 resp.headers.get("content-encoding").is_none(),
                 "{method} {range:?}"
             );
+        }
+    }
+
+    /// The `Vary` values of `resp`, split into tokens.
+    fn vary(resp: &ResponseHeader) -> Vec<String> {
+        resp.headers
+            .get_all("vary")
+            .iter()
+            .flat_map(|v| v.to_str().unwrap().split(','))
+            .map(|token| token.trim().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn vary_is_on_every_answer_about_a_compressible_resource_once() {
+        let plugin = built(build, "");
+        let text = [("content-type", "text/html")];
+        /// Status, response headers from upstream, and the `Vary` tokens expected.
+        type Case = (
+            u16,
+            Vec<(&'static str, &'static str)>,
+            &'static [&'static str],
+        );
+        let cases: Vec<Case> = vec![
+            (200, text.to_vec(), &["Accept-Encoding"]),
+            (304, vec![("etag", "\"v1\"")], &["Accept-Encoding"]),
+            (304, text.to_vec(), &["Accept-Encoding"]),
+            (304, vec![("content-type", "image/png")], &[]),
+            (304, vec![("cache-control", "no-transform")], &[]),
+            (304, vec![("content-length", "10")], &[]),
+            (
+                206,
+                vec![
+                    ("content-type", "text/html"),
+                    ("content-range", "bytes 0-9/5000"),
+                    ("content-length", "10"),
+                ],
+                &["Accept-Encoding"],
+            ),
+            (
+                206,
+                vec![
+                    ("content-type", "text/html"),
+                    ("content-range", "bytes 0-9/100"),
+                ],
+                &[],
+            ),
+            (
+                206,
+                vec![
+                    ("content-type", "image/png"),
+                    ("content-range", "bytes 0-9/5000"),
+                ],
+                &[],
+            ),
+            (
+                206,
+                vec![("content-type", "multipart/byteranges; boundary=x")],
+                &["Accept-Encoding"],
+            ),
+            // Never twice, whatever the case or the other values; never beside `*`.
+            (
+                200,
+                vec![("content-type", "text/html"), ("vary", "accept-encoding")],
+                &["accept-encoding"],
+            ),
+            (
+                304,
+                vec![("vary", "Origin, Accept-Encoding")],
+                &["Origin", "Accept-Encoding"],
+            ),
+            (
+                206,
+                vec![
+                    ("content-type", "text/html"),
+                    ("content-range", "bytes 0-9/5000"),
+                    ("vary", "Origin"),
+                ],
+                &["Origin", "Accept-Encoding"],
+            ),
+            (304, vec![("vary", "*")], &["*"]),
+        ];
+        for (status, headers, expected) in cases {
+            for accept in [Some("gzip"), None] {
+                let mut ctx = PluginCtx::default();
+                let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+                if let Some(accept) = accept {
+                    req.insert_header("accept-encoding", accept).unwrap();
+                }
+                plugin.request(&mut req, &mut ctx).await.unwrap();
+                let mut resp = ResponseHeader::build(status, None).unwrap();
+                for (name, value) in &headers {
+                    resp.append_header(name.to_string(), *value).unwrap();
+                }
+                plugin.response_headers(&mut resp, &mut ctx).unwrap();
+                assert_eq!(vary(&resp), expected, "{status} {headers:?} {accept:?}");
+            }
         }
     }
 
