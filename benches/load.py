@@ -2,7 +2,7 @@
 """Side-by-side load benchmark: pingap and nginx as reverse proxies in front of the same nginx
 backend, on loopback.
 
-    python3 benches/load.py            # full run (about 4 minutes)
+    python3 benches/load.py            # full run (about 5 minutes)
     python3 benches/load.py --quick    # one short round of each mode (a smoke test)
 
 Needs Debian's nginx, wrk and nghttp2-client (h2load), and builds pingap in release mode. The
@@ -10,8 +10,10 @@ proxy under test is pinned to CPU 0 with one worker; wrk/h2load and the backend 
 Rounds alternate between the proxies (A B A B ...) and the tables give medians. For each run:
 requests/s, p50 and p99 latency (h2load reports only the mean), errors, the proxy's CPU time per
 request (utime + stime of its process tree from /proc, divided by the requests served) and its
-peak RSS, then the ratios pingap/nginx. The last part opens 10,000 idle keep-alive connections
-to each proxy and reports RSS and whether requests still succeed.
+peak RSS, then the ratios pingap/nginx. One HTTP/1.1 mode pipelines: wrk (with a Lua script)
+writes 10 requests at a time on each connection, and every response must come back. The last
+part opens 10,000 idle keep-alive connections to each proxy and reports RSS and whether requests
+still succeed.
 """
 
 import argparse
@@ -128,11 +130,29 @@ def parse_duration_ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
 
 
-def wrk(url, seconds, headers=()):
+# HTTP/1.1 pipelining for wrk: each write carries `depth` requests (the script's argument).
+PIPELINE_LUA = """
+init = function(args)
+  local depth = tonumber(args[1]) or 10
+  local requests = {}
+  for i = 1, depth do requests[i] = wrk.format() end
+  batch = table.concat(requests)
+end
+request = function() return batch end
+"""
+PIPELINE_DEPTH = 10
+
+
+def wrk(url, seconds, headers=(), script=None, script_args=()):
     args = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     for header in headers:
         args += ["-H", header]
-    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    if script:
+        args += ["-s", script]
+    args.append(url)
+    if script_args:
+        args += ["--", *script_args]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     if "requests in" not in out or "50%" not in out:
         sys.exit(f"wrk gave no result for {url}:\n{out}")
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -380,9 +400,22 @@ def main():
         idle_rss = memory_mib(pingap.pid, "VmRSS")
         url = lambda name, path: f"http://127.0.0.1:{ports[name]}{path}"
         token = f"Authorization: Bearer {jwt_token()}"
+        pipeline_lua = f"{work}/pipeline.lua"
+        write(pipeline_lua, PIPELINE_LUA)
+        def pipelined(target, seconds):
+            result = wrk(target, seconds, script=pipeline_lua, script_args=[str(PIPELINE_DEPTH)])
+            # wrk times a whole batch and prints no usable percentiles for pipelined runs.
+            result["p50"] = result["p99"] = None
+            return result
+
         modes = [
             ("HTTP/1.1, small body", "/small", wrk),
             ("HTTP/1.1, 16 KiB body", "/16k", wrk),
+            (
+                f"HTTP/1.1 pipelined ({PIPELINE_DEPTH} requests per write), small body",
+                "/small",
+                pipelined,
+            ),
         ]
         print(
             f"# pingap vs nginx on {os.cpu_count()} CPUs, {args.rounds} rounds of {args.seconds}s, "

@@ -71,6 +71,11 @@ pub struct Basic {
     pub upstream_keepalive_pool_size: Option<usize>,
     /// How long an idle client connection is kept open for its next request (default 60s).
     pub keepalive_timeout: Option<ConfigDuration>,
+    /// The time a client has to send the whole head of a request (default 60s).
+    pub client_header_timeout: Option<ConfigDuration>,
+    /// How long a write to a client may make no progress before the request ends and the
+    /// connection is closed (default 60s).
+    pub send_timeout: Option<ConfigDuration>,
 }
 
 /// `algorithm` of an upstream.
@@ -262,6 +267,8 @@ pub struct Server {
     pub enable_h2: Option<bool>,
     /// The oldest TLS version accepted: `"1.2"` (default) or `"1.3"`.
     pub tls_min_version: Option<String>,
+    /// The most client connections open at once on this listener (default: no limit).
+    pub max_connections: Option<usize>,
 }
 
 /// `[plugins.NAME]`: a type, an optional priority, and the type's own settings.

@@ -11,6 +11,7 @@ mod upstream_tasks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pingap_plugins::Registry;
 use pingora::apps::HttpServerOptions;
@@ -25,7 +26,7 @@ use pingora::services::listening::Service;
 use crate::config::Source;
 use crate::proxy::InFlight;
 use crate::proxy::Proxy;
-use crate::runtime::{Compiled, ProcessPlan, RuntimeHandle};
+use crate::runtime::{Compiled, ListenerPlan, ProcessPlan, RuntimeHandle};
 use metrics_endpoint::MetricsEndpoint;
 pub use reload::{ReloadError, Reloader};
 use upstream_tasks::{ActiveChecks, DnsRefresh};
@@ -109,14 +110,18 @@ pub fn run(
             in_flight.clone(),
         );
         let mut http = http_proxy(&server.configuration, proxy);
-        if listener.h2c {
-            let mut options = HttpServerOptions::default();
-            options.h2c = true;
-            http.server_options = Some(options);
-        }
+        http.server_options = Some(server_options(listener, &plan, &runtime));
         let app = linger::Lingering::new(http, &listener.server);
         let mut service = Service::new(format!("server {}", listener.server), app);
         service.threads = listener.threads;
+        // At the limit, new connections wait in the listen backlog (vendor/pingora-core).
+        service.set_max_connections(listener.max_connections);
+        let endpoint = |addr: String, tls: bool| {
+            ListenerConfig::tcp(addr)
+                .l4_buffer(L4BufferSettings::default().read(read_buffer(tls)))
+                .send_timeout(plan.send_timeout)
+                .handshake_timeout(plan.client_header_timeout)
+        };
         match &listener.tls {
             Some(resolver) => {
                 let mut settings =
@@ -129,16 +134,9 @@ pub fn run(
                 if listener.enable_h2 {
                     settings.enable_h2();
                 }
-                service.add_listener(
-                    ListenerConfig::tcp(addr.clone())
-                        .tls(settings)
-                        .l4_buffer(L4BufferSettings::default().read(read_buffer(true))),
-                );
+                service.add_listener(endpoint(addr.clone(), true).tls(settings));
             }
-            None => service.add_listener(
-                ListenerConfig::tcp(addr.clone())
-                    .l4_buffer(L4BufferSettings::default().read(read_buffer(false))),
-            ),
+            None => service.add_listener(endpoint(addr.clone(), false)),
         }
         match bound {
             Some(socket) => server.add_service(listeners::PreBound::new(service, addr, socket)),
@@ -225,6 +223,26 @@ pub fn run(
     });
     crate::observe::flush(live.load().access_log_sinks());
     Ok(())
+}
+
+/// How the HTTP layer of a listener treats its clients (the options are Pingora's, some added by
+/// vendor/pingora-core).
+fn server_options(
+    listener: &ListenerPlan,
+    plan: &ProcessPlan,
+    runtime: &RuntimeHandle,
+) -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2c = listener.h2c;
+    // The whole head of each request within `basic.client_header_timeout` (the first one
+    // counted from the accept, so a silent or trickling connection is closed).
+    options.header_read_timeout = Some(plan.client_header_timeout);
+    // Pipelined HTTP/1.1 requests answered in order (Pingora closes the connection after the
+    // first response and drops the others by default).
+    options.h1_pipelining = true;
+    // An HTTP/2 connection with no request open is idle: closed like an idle HTTP/1.1 one.
+    options.h2_idle_timeout = Some(Duration::from_secs(runtime.load().keepalive_timeout_secs));
+    options
 }
 
 /// Read buffering of client connections. Pingora gives every connection a 64 KiB read buffer,

@@ -207,6 +207,24 @@ impl Compiler<'_> {
             }
             None => LogFormat::default(),
         };
+        // Client timeouts: 60 s like nginx's; at least 1 ms (the resolution of the timers; zero
+        // would time every client out).
+        let mut client_timeout = |key: &str, value: Option<Duration>| {
+            const DEFAULT: Duration = Duration::from_secs(60);
+            match value {
+                Some(d) if d < Duration::from_millis(1) => {
+                    self.error("basic", key, "must be at least 1ms");
+                    DEFAULT
+                }
+                Some(d) => d,
+                None => DEFAULT,
+            }
+        };
+        let client_header_timeout = client_timeout(
+            "client_header_timeout",
+            basic.client_header_timeout.map(|d| d.get()),
+        );
+        let send_timeout = client_timeout("send_timeout", basic.send_timeout.map(|d| d.get()));
         let resolve_file = |path: &Option<PathBuf>| path.as_ref().map(|p| self.resolve("basic", p));
         ProcessPlan {
             name: basic.name.clone().unwrap_or_else(|| "pingap".to_string()),
@@ -226,6 +244,8 @@ impl Compiler<'_> {
             upstream_keepalive_pool_size: basic
                 .upstream_keepalive_pool_size
                 .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
+            client_header_timeout,
+            send_timeout,
             metrics: self.metrics_plan(),
             tracing: self.tracing_plan(),
             listeners: Vec::new(),
@@ -599,6 +619,22 @@ impl Compiler<'_> {
                 ),
                 _ => {}
             }
+            const MAX_CONNECTIONS: usize = 10_000_000;
+            let max_connections = match spec.max_connections {
+                Some(0) => {
+                    self.error(&table, "max_connections", "must be at least 1");
+                    None
+                }
+                Some(n) if n > MAX_CONNECTIONS => {
+                    self.error(
+                        &table,
+                        "max_connections",
+                        format!("{n} is more than the {MAX_CONNECTIONS} connections accepted"),
+                    );
+                    None
+                }
+                n => n,
+            };
             let tls = match (&spec.tls_cert, &spec.tls_key) {
                 (Some(cert), Some(key)) => self.certificate(&table, cert, key, min_version),
                 _ => None,
@@ -626,6 +662,7 @@ impl Compiler<'_> {
                     threads: spec.threads,
                     h2c: spec.h2c.unwrap_or(false),
                     enable_h2: spec.enable_h2.unwrap_or(true),
+                    max_connections,
                 });
             }
         }

@@ -148,6 +148,10 @@ pub struct ProcessPlan {
     pub log_format: crate::observe::logs::LogFormat,
     /// Idle upstream connections kept.
     pub upstream_keepalive_pool_size: usize,
+    /// Time a client has for the head of each request (`basic.client_header_timeout`).
+    pub client_header_timeout: Duration,
+    /// Time a write to a client may make no progress (`basic.send_timeout`).
+    pub send_timeout: Duration,
     /// The Prometheus endpoint, when `[metrics]` is enabled.
     pub metrics: Option<MetricsPlan>,
     /// `[tracing]`, when enabled.
@@ -180,6 +184,8 @@ pub struct ListenerPlan {
     pub h2c: bool,
     /// HTTP/2 by ALPN (TLS listeners).
     pub enable_h2: bool,
+    /// The most client connections open at once (`max_connections`); `None`: no limit.
+    pub max_connections: Option<usize>,
 }
 
 /// The current snapshot, swapped atomically.

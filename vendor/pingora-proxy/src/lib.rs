@@ -347,6 +347,24 @@ where
             }
             Err(mut e) => {
                 e.as_down();
+                // pingap patch: the client did not complete its request head in time (the
+                // header read timeout of `HttpServerOptions`): answer 408 and close. A client
+                // problem, logged at debug rather than error (a slow-client attack would
+                // otherwise flood the log).
+                if matches!(e.etype, ReadTimedout) {
+                    debug!(
+                        "Fail to proxy: {e}, downstream session type: {}",
+                        downstream_session.session_type()
+                    );
+                    downstream_session
+                        .respond_error(408)
+                        .await
+                        .unwrap_or_else(|e| {
+                            debug!("failed to send 408 to downstream: {e}");
+                        });
+                    downstream_session.shutdown().await;
+                    return None;
+                }
                 if matches!(e.etype, InvalidHTTPHeader) {
                     debug!(
                         "Fail to proxy: {e}, downstream session type: {}",
