@@ -19,19 +19,20 @@
 use std::borrow::Cow;
 
 /// Upper-case hex digits, indexed by value.
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+pub const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// `ALPHA / DIGIT / "-" / "." / "_" / "~"` (RFC 3986 §2.3).
+pub const fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
 
 /// Whether `b` may appear literally in a path segment: unreserved characters, sub-delims, `:`
 /// and `@` (RFC 3986 `pchar` without `pct-encoded`).
-const fn is_kept(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
+pub const fn is_segment_literal(b: u8) -> bool {
+    is_unreserved(b)
         || matches!(
             b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
+            b'!' | b'$'
                 | b'&'
                 | b'\''
                 | b'('
@@ -58,7 +59,7 @@ const fn is_kept(b: u8) -> bool {
 pub fn push_path_encoded(value: &str, out: &mut String) {
     out.reserve(value.len());
     for &b in value.as_bytes() {
-        if is_kept(b) {
+        if is_segment_literal(b) {
             out.push(char::from(b));
         } else {
             out.push('%');
@@ -71,7 +72,7 @@ pub fn push_path_encoded(value: &str, out: &mut String) {
 /// Whether [`push_path_encoded`] would change `value`, that is whether it holds any byte that
 /// a path segment may not hold literally.
 pub fn needs_path_encoding(value: &str) -> bool {
-    !value.bytes().all(is_kept)
+    !value.bytes().all(is_segment_literal)
 }
 
 /// `value` encoded for one path segment, borrowed when nothing needs encoding (the common
@@ -178,10 +179,10 @@ mod tests {
                         .iter()
                         .all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h)));
                     let decoded = u8::from_str_radix(&out[i + 1..i + 3], 16).unwrap();
-                    prop_assert!(!is_kept(decoded), "{decoded:#x} was escaped needlessly");
+                    prop_assert!(!is_segment_literal(decoded), "{decoded:#x} was escaped needlessly");
                     i += 3;
                 } else {
-                    prop_assert!(is_kept(bytes[i]), "{:?} kept {}", out, bytes[i]);
+                    prop_assert!(is_segment_literal(bytes[i]), "{:?} kept {}", out, bytes[i]);
                     i += 1;
                 }
             }

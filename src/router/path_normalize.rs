@@ -23,6 +23,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use pingap_plugins::path_encode::{HEX_UPPER, is_segment_literal, is_unreserved};
+
 /// Why a path was refused. The proxy answers such requests with 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
@@ -85,35 +87,6 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     } else {
         normalize_slow(bytes).map(Cow::Owned)
     }
-}
-
-/// Upper-case hex digits, indexed by value.
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-
-/// `ALPHA / DIGIT / "-" / "." / "_" / "~"` (RFC 3986 §2.3).
-const fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// A byte that may appear literally in a path segment: unreserved, sub-delims, `:` and `@`
-/// (RFC 3986 `pchar` without `pct-encoded`).
-const fn is_segment_literal(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'!' | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-        )
 }
 
 /// The value of a hex digit (either case).
