@@ -51,6 +51,15 @@ pub fn status_for(error: &Error, upstream: Option<&str>) -> (u16, String) {
         {
             (504, format!("upstream{upstream} timed out"))
         }
+        ErrorType::InvalidHTTPHeader
+            if error.esource() == &ErrorSource::Upstream
+                && error.to_string().contains("header is too large") =>
+        {
+            (
+                502,
+                format!("the response header of upstream{upstream} is too large"),
+            )
+        }
         _ => match error.esource() {
             ErrorSource::Upstream => (502, format!("upstream{upstream} failed")),
             ErrorSource::Downstream => match error.etype() {

@@ -365,6 +365,23 @@ where
                     downstream_session.shutdown().await;
                     return None;
                 }
+                // pingap patch: a request line or head over pingora-core's limits comes back as
+                // `HTTPStatus(414)` (URI Too Long) or `HTTPStatus(431)` (Request Header Fields
+                // Too Large): answer with that status and close, logged at debug like a 400.
+                if let HTTPStatus(code @ (414 | 431)) = e.etype {
+                    debug!(
+                        "Fail to proxy: {e}, downstream session type: {}",
+                        downstream_session.session_type()
+                    );
+                    downstream_session
+                        .respond_error(code)
+                        .await
+                        .unwrap_or_else(|e| {
+                            debug!("failed to send {code} to downstream: {e}");
+                        });
+                    downstream_session.shutdown().await;
+                    return None;
+                }
                 if matches!(e.etype, InvalidHTTPHeader) {
                     debug!(
                         "Fail to proxy: {e}, downstream session type: {}",

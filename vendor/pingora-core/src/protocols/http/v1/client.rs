@@ -69,6 +69,21 @@ pub struct HttpSession {
     allow_h1_response_invalid_content_length: bool,
 }
 
+/// pingap patch: the largest response head (status line and header fields) read from an
+/// upstream, in bytes. nginx's `proxy_buffer_size` (4 or 8 KiB by default) bounds the same thing;
+/// Pingora used to allow `MAX_HEADER_SIZE` (1 MiB), which a proxy then forwards in full.
+pub const MAX_RESPONSE_HEADER_SIZE: usize = 64 * 1024;
+
+// pingap patch
+fn response_header_too_large() -> Box<Error> {
+    Error::explain(
+        InvalidHTTPHeader,
+        format!(
+            "the upstream response header is too large (more than {MAX_RESPONSE_HEADER_SIZE} bytes)"
+        ),
+    )
+}
+
 /// HTTP 1.x client session
 impl HttpSession {
     /// Create a new http client session from an established (TCP or TLS) [`Stream`].
@@ -242,6 +257,10 @@ impl HttpSession {
     }
 
     /// Read the response header from the server
+    ///
+    /// A response head larger than [`MAX_RESPONSE_HEADER_SIZE`] fails with `InvalidHTTPHeader`
+    /// ("the upstream response header is too large"), which a proxy answers with 502.
+    ///
     /// This function can be called multiple times, if the headers received are just informational
     /// headers.
     pub async fn read_response(&mut self) -> Result<usize> {
@@ -276,6 +295,11 @@ impl HttpSession {
                 let parsed = parse_resp_buffer(&mut resp, &self.response_header_read_buf);
                 match parsed {
                     HeaderParseState::Complete(s) => {
+                        // pingap patch: a head that arrived whole in one read is held to the
+                        // same limit as one read in pieces (checked below).
+                        if s > MAX_RESPONSE_HEADER_SIZE {
+                            return self.fail_response_header_read(response_header_too_large());
+                        }
                         let total_read = self.response_header_read_buf.len();
                         let base = self.response_header_read_buf.as_ptr() as usize;
                         let mut header_refs = Vec::<KVRef>::with_capacity(resp.headers.len());
@@ -366,14 +390,13 @@ impl HttpSession {
             }
 
             let already_read = self.response_header_read_buf.len();
-            if already_read > MAX_HEADER_SIZE {
+            // pingap patch: the response head is capped at MAX_RESPONSE_HEADER_SIZE (64 KiB)
+            // rather than MAX_HEADER_SIZE (1 MiB).
+            if already_read > MAX_RESPONSE_HEADER_SIZE {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
                 this buffer */
-                return self.fail_response_header_read(Error::explain(
-                    InvalidHTTPHeader,
-                    format!("Response header larger than {MAX_HEADER_SIZE}"),
-                ));
+                return self.fail_response_header_read(response_header_too_large());
             }
 
             if self

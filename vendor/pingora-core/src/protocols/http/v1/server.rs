@@ -348,8 +348,17 @@ impl HttpSession {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
                 this buffer */
+                // pingap patch: answer 431 Request Header Fields Too Large (RFC 6585 §5), or
+                // 414 URI Too Long (RFC 9110 §15.5.15) when the request line alone has not
+                // ended yet, rather than a generic 400.
+                if !buf.contains(&b'\n') {
+                    return Error::e_explain(
+                        HTTPStatus(414),
+                        format!("Request line larger than {MAX_HEADER_SIZE}"),
+                    );
+                }
                 return Error::e_explain(
-                    InvalidHTTPHeader,
+                    HTTPStatus(431),
                     format!("Request header larger than {MAX_HEADER_SIZE}"),
                 );
             }
@@ -394,6 +403,19 @@ impl HttpSession {
                         // Note: req.headers has the correct number of headers
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, req.headers);
+
+                        // pingap patch: a request-target longer than http::Uri can hold
+                        // (about 64 KiB) is answered 414 URI Too Long, not 400.
+                        let target_len = req.path.map_or(0, str::len);
+                        if target_len > MAX_REQUEST_TARGET_SIZE {
+                            return Error::e_explain(
+                                HTTPStatus(414),
+                                format!(
+                                    "Request target of {target_len} bytes larger than \
+                                     {MAX_REQUEST_TARGET_SIZE}"
+                                ),
+                            );
+                        }
 
                         let mut request_header = Box::new(RequestHeader::build(
                             req.method.unwrap_or(""),
@@ -486,7 +508,13 @@ impl HttpSession {
                         break; /* continue the read loop */
                     }
                     HeaderParseState::Invalid(e) => match e {
-                        httparse::Error::Token | httparse::Error::Version => {
+                        // pingap patch: a request line with bytes httparse refuses (a space,
+                        // `"`, `<`, `>` or a control byte in the target) is refused (400) like
+                        // any other invalid request head, instead of being proxied with those
+                        // bytes percent-encoded. See `ESCAPE_ILLEGAL_REQUEST_LINE`.
+                        httparse::Error::Token | httparse::Error::Version
+                            if ESCAPE_ILLEGAL_REQUEST_LINE =>
+                        {
                             // URI escaping rebuilds the current header. Detach any request body or
                             // pipelined suffix first so normalization never copies queued requests.
                             // `separator_start` is the index of the blank line itself, so the
@@ -1784,7 +1812,9 @@ impl HttpSession {
                 }
                 HttpTask::UpgradedBody(ref data, end) => {
                     if !self.upgraded {
-                        panic!("Unexpected UpgradedBody task received on un-upgraded downstream session");
+                        panic!(
+                            "Unexpected UpgradedBody task received on un-upgraded downstream session"
+                        );
                     }
                     if let Some(d) = data.as_ref() {
                         if !d.is_empty() {
@@ -1821,6 +1851,18 @@ impl HttpSession {
         self.underlying_stream
     }
 }
+
+/// pingap patch: the longest request-target accepted, in bytes. `http::Uri` refuses anything
+/// of `u16::MAX` bytes or more, which `RequestHeader::build` reports as an invalid header (400);
+/// a longer target is answered `414 URI Too Long` instead.
+pub const MAX_REQUEST_TARGET_SIZE: usize = 64 * 1024;
+
+/// pingap patch: whether a request line that httparse refuses for its target bytes (`Token`,
+/// or `Version` when a space splits the target) is retried with the target percent-encoded.
+/// Pingora does so to serve clients that send unescaped spaces, quotes and brackets; pingap
+/// refuses such requests (400), as nginx does and as pingap refuses such targets elsewhere,
+/// because the escaped target is not the one the client sent.
+const ESCAPE_ILLEGAL_REQUEST_LINE: bool = false;
 
 // Regex to parse request line that has illegal chars in it
 static REQUEST_LINE_REGEX: Lazy<Regex> =
@@ -2324,7 +2366,9 @@ mod tests_stream {
     }
 
     async fn build_upgrade_req(upgrade: &str, conn: &str) -> HttpSession {
-        let input = format!("GET / HTTP/1.1\r\nHost: pingora.org\r\nUpgrade: {upgrade}\r\nConnection: {conn}\r\n\r\n");
+        let input = format!(
+            "GET / HTTP/1.1\r\nHost: pingora.org\r\nUpgrade: {upgrade}\r\nConnection: {conn}\r\n\r\n"
+        );
         let mock_io = Builder::new().read(input.as_bytes()).build();
         let mut http_stream = HttpSession::new(Box::new(mock_io));
         http_stream.read_request().await.unwrap();
@@ -2955,21 +2999,12 @@ mod tests_stream {
     #[tokio::test]
     async fn read_with_illegal() {
         init_log();
+        // pingap patch: the request line is refused rather than escaped to `/a?q=b%20c`.
         let input1 = b"GET /a?q=b c HTTP/1.1\r\n";
-        let input2 = b"Host: pingora.org\r\nContent-Length: 3\r\n\r\n";
-        let input3 = b"abc";
-        let mock_io = Builder::new()
-            .read(&input1[..])
-            .read(&input2[..])
-            .read(&input3[..])
-            .build();
+        let mock_io = Builder::new().read(&input1[..]).build();
         let mut http_stream = HttpSession::new(Box::new(mock_io));
-        http_stream.read_request().await.unwrap();
-        assert_eq!(http_stream.get_path(), &b"/a?q=b%20c"[..]);
-        let res = http_stream.read_body().await.unwrap().unwrap();
-        assert_eq!(res, BufRef::new(0, 3));
-        assert_eq!(http_stream.body_reader.body_state, ParseState::Complete(3));
-        assert_eq!(input3, http_stream.get_body(&res));
+        let res = http_stream.read_request().await;
+        assert_eq!(res.unwrap_err().etype(), &InvalidHTTPHeader);
     }
 
     #[tokio::test]
@@ -4522,6 +4557,7 @@ mod test_pipelining {
     }
 
     #[tokio::test]
+    #[ignore = "pingap patch: illegal request lines are refused, not escaped"]
     async fn escaped_uri_pipeline_does_not_copy_following_requests() {
         init_log();
         let req1 = b"GET /one?q=a b HTTP/1.1\r\nHost: pingora.org\r\n\r\n";
@@ -4598,6 +4634,7 @@ mod test_pipelining {
     /// suffix must be stitched back behind the leftover bytes, otherwise the queued request is
     /// silently dropped (or, worse, mis-attributed) instead of being served.
     #[tokio::test]
+    #[ignore = "pingap patch: illegal request lines are refused, not escaped"]
     async fn escaped_uri_with_bare_lf_keeps_all_pipelined_bytes() {
         init_log();
         let req1 = b"GET /one?q=a b HTTP/1.1\nHost: pingora.org\n\n";
