@@ -107,7 +107,8 @@ pub async fn request_plugins(req: &mut RequestHeader, ctx: &mut RequestCtx) -> O
 /// normalised again, and one that climbs above `/`, holds a dot segment (which could only come
 /// from a variable's value) or bytes a path may not hold is refused with 400.
 pub fn rewrite(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
-    let original = path_and_query(req).to_string();
+    // The path as received is kept only when something changes it (no copy per request).
+    let mut original = None;
     if let Some(location) = ctx.location.clone()
         && let Some(rewrite) = &location.rewrite
         && let Some(rewritten) = rewrite.apply(
@@ -117,6 +118,7 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
             &variables(req, ctx, &location),
         )
     {
+        original = Some(path_and_query(req).to_string());
         set_uri(req, &rewritten)?;
     }
     let path = req.uri.path();
@@ -137,10 +139,13 @@ pub fn rewrite(req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
                 Some(query) => format!("{normal}?{query}"),
                 None => normal,
             };
+            original.get_or_insert_with(|| path_and_query(req).to_string());
             set_uri(req, &with_query)?;
         }
     }
-    if path_and_query(req) != original {
+    if let Some(original) = original
+        && original != path_and_query(req)
+    {
         ctx.original_uri = Some(original);
     }
     Ok(())
