@@ -55,12 +55,23 @@ pub fn load_path(path: &Path, env: EnvLookup<'_>) -> Result<Loaded, ConfigErrors
 
 /// Reads configuration text as if it were the file `name` (used for the embedded default).
 pub fn load_text(name: &Path, text: &str, env: EnvLookup<'_>) -> Result<Loaded, ConfigErrors> {
+    load_documents([(name, text)], env)
+}
+
+/// Reads several documents as if each were the file it is named after, merged in the order given.
+pub fn load_documents<'a>(
+    documents: impl IntoIterator<Item = (&'a Path, &'a str)>,
+    env: EnvLookup<'_>,
+) -> Result<Loaded, ConfigErrors> {
     let mut loader = Loader::new(env);
-    loader.add_file(name, text);
+    for (name, text) in documents {
+        loader.add_file(name, text);
+    }
     loader.finish()
 }
 
-fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+/// The files `path` stands for: itself, or the `.toml` files of the directory in name order.
+pub(super) fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let place = |message: String| ConfigError {
         file: Some(Arc::from(path)),
         line: None,

@@ -9,10 +9,12 @@ mod env;
 mod error;
 pub mod load;
 pub mod schema;
+mod snapshot;
 mod source;
 pub mod validate;
 pub mod values;
 
 pub use error::{ConfigError, ConfigErrors, Origin, Origins};
 pub use load::Loaded;
-pub use source::{DEFAULT_CONFIG, Source};
+pub use snapshot::Snapshot;
+pub use source::{DEFAULT_CONFIG, Source, WriteError, open_private, write_atomically};

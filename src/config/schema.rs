@@ -76,6 +76,23 @@ pub struct Basic {
     /// How long a write to a client may make no progress before the request ends and the
     /// connection is closed (default 60s).
     pub send_timeout: Option<ConfigDuration>,
+    /// Apply the configuration when its file, directory or etcd keys change (default false;
+    /// `--watch` turns it on too).
+    pub auto_reload: Option<bool>,
+    /// Where applied configurations are kept (default: `<config>.history` beside the file or
+    /// directory; `PREFIX/_history/` in etcd).
+    pub history_dir: Option<PathBuf>,
+    /// How many applied configurations the history keeps (default 50).
+    pub history_keep: Option<usize>,
+    /// After an apply, watch error rates this long and take the change back if they got worse
+    /// (off unless set).
+    pub rollback_window: Option<ConfigDuration>,
+    /// How much worse (percentage points of 5xx answers, in some location) counts as worse
+    /// (default 5).
+    pub rollback_threshold: Option<f64>,
+    /// Requests a location must have had in the window before its error rate counts
+    /// (default 20).
+    pub rollback_min_requests: Option<u64>,
 }
 
 /// `algorithm` of an upstream.

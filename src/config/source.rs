@@ -1,16 +1,23 @@
 //! Where the configuration comes from: the file or directory given with `-c`, or the default
-//! compiled into the binary.
+//! compiled into the binary. A source is read into a [`Snapshot`] on every apply, and written
+//! back from one by a rollback.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::ConfigErrors;
-use super::load::{Loaded, load_path, load_text, process_env};
+use super::load::{Loaded, config_files, process_env};
+use super::snapshot::Snapshot;
+use super::{ConfigError, ConfigErrors};
 
 /// The embedded default configuration (`configs/default.toml`): a welcome page on
 /// `127.0.0.1:6188`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
 
-/// A source of configuration, read again on every reload.
+/// The name the embedded default configuration has in errors and snapshots.
+const EMBEDDED_NAME: &str = "<embedded default>";
+
+/// A source of configuration, read again on every apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// [`DEFAULT_CONFIG`].
@@ -19,18 +26,164 @@ pub enum Source {
     Path(PathBuf),
 }
 
+/// Why a configuration could not be written to its source.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The source cannot be written to.
+    #[error("{0} cannot be written to")]
+    ReadOnly(String),
+    /// A document names a file outside the source.
+    #[error("\"{0}\" is not a file of this source")]
+    Foreign(String),
+    /// The file system refused.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 impl Source {
-    /// Reads the configuration, interpolating the process environment.
-    pub fn load(&self) -> Result<Loaded, ConfigErrors> {
+    /// Reads the documents of the configuration.
+    pub fn read(&self) -> Result<Snapshot, ConfigErrors> {
         match self {
-            Source::Embedded => load_text(
-                Path::new("<embedded default>"),
-                DEFAULT_CONFIG,
-                &process_env,
-            ),
-            Source::Path(path) => load_path(path, &process_env),
+            Source::Embedded => Ok(Snapshot::single(EMBEDDED_NAME, DEFAULT_CONFIG)),
+            Source::Path(path) => read_path(path),
         }
     }
+
+    /// Reads the configuration, interpolating the process environment.
+    pub fn load(&self) -> Result<Loaded, ConfigErrors> {
+        self.read()?.load(&process_env)
+    }
+
+    /// Replaces the configuration with `snapshot`: each file is replaced atomically (written
+    /// beside it and renamed over it, keeping its permissions); in a directory, `.toml` files
+    /// the snapshot does not have are removed.
+    pub fn write(&self, snapshot: &Snapshot) -> Result<(), WriteError> {
+        match self {
+            Source::Embedded => Err(WriteError::ReadOnly(self.to_string())),
+            Source::Path(path) if path.is_dir() => {
+                for (name, _) in snapshot.documents() {
+                    if Path::new(name).parent() != Some(path.as_path()) {
+                        return Err(WriteError::Foreign(name.to_string()));
+                    }
+                }
+                for (name, text) in snapshot.documents() {
+                    write_atomically(Path::new(name), text)?;
+                }
+                let current = config_files(path).unwrap_or_default();
+                for file in current {
+                    let name = file.display().to_string();
+                    if snapshot.document(&name).is_none() {
+                        std::fs::remove_file(&file)
+                            .map_err(|source| WriteError::Io { path: file, source })?;
+                    }
+                }
+                Ok(())
+            }
+            Source::Path(path) => {
+                let name = path.display().to_string();
+                match snapshot.documents().collect::<Vec<_>>().as_slice() {
+                    [(document, text)] if *document == name => write_atomically(path, text),
+                    _ => Err(WriteError::Foreign(
+                        snapshot
+                            .documents()
+                            .map(|(name, _)| name)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The directory the history of this source is kept in by default: `<config>.history`
+    /// beside the file or directory; none for the embedded default.
+    pub fn default_history_dir(&self) -> Option<PathBuf> {
+        match self {
+            Source::Embedded => None,
+            Source::Path(path) => {
+                let mut dir = path.as_os_str().to_owned();
+                // `conf/` and `conf` are the same directory.
+                while dir.to_string_lossy().ends_with('/') && dir.len() > 1 {
+                    let trimmed = dir.to_string_lossy().trim_end_matches('/').to_string();
+                    dir = trimmed.into();
+                }
+                dir.push(".history");
+                Some(PathBuf::from(dir))
+            }
+        }
+    }
+}
+
+/// Reads the file, or the `.toml` files of the directory.
+fn read_path(path: &Path) -> Result<Snapshot, ConfigErrors> {
+    let files = config_files(path).map_err(|e| ConfigErrors(vec![e]))?;
+    let mut documents = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => documents.push((file.display().to_string(), text)),
+            Err(e) => errors.push(ConfigError {
+                file: Some(Arc::from(file.as_path())),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Snapshot::from_documents(documents))
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Writes `text` to a temporary file beside `path` and renames it over `path`, so a reader (or
+/// a watcher) never sees half a file. The permissions of the file it replaces are kept; a new
+/// file is readable by its owner only.
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), WriteError> {
+    let io = |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let permissions = std::fs::metadata(path).ok().map(|meta| meta.permissions());
+    let result = (|| {
+        let mut file = open_private(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        if let Some(permissions) = permissions {
+            file.set_permissions(permissions)?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result.map_err(io)
+}
+
+/// Creates (or truncates) `path` readable and writable by its owner only.
+pub fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 impl std::fmt::Display for Source {

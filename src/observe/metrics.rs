@@ -457,6 +457,30 @@ impl LocationMetrics {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The requests it has answered since the process started, and how many of them with a
+    /// 5xx status (the location's counters outlive configurations that keep its name).
+    pub fn totals(&self) -> RequestTotals {
+        let mut totals = RequestTotals::default();
+        for by_class in &self.requests {
+            for (class, counter) in by_class.iter().enumerate() {
+                totals.requests += counter.get();
+                if class == 4 {
+                    totals.server_errors += counter.get();
+                }
+            }
+        }
+        totals
+    }
+}
+
+/// Requests answered by a location, read from its counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestTotals {
+    /// All requests.
+    pub requests: u64,
+    /// Requests answered with a 5xx status.
+    pub server_errors: u64,
 }
 
 /// The pre-resolved counters of one server.

@@ -16,7 +16,8 @@ use pingap_plugins::{BuildEnv, Chain, Instance, Registry};
 use super::carry::Carry;
 use super::error_page::ErrorPages;
 use super::{
-    CompiledPlugin, ListenerPlan, Location, MetricsPlan, ProcessPlan, Runtime, ServerRoutes,
+    CompiledPlugin, LifecyclePlan, ListenerPlan, Location, MetricsPlan, ProcessPlan, RollbackPlan,
+    Runtime, ServerRoutes,
 };
 use crate::cache::{CachePlugin, CachePolicy};
 use crate::config::schema::{
@@ -49,6 +50,14 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_THREADS: usize = 1024;
 /// Default idle upstream connections kept.
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
+/// Versions the history keeps when `basic.history_keep` is not set.
+pub const DEFAULT_HISTORY_KEEP: usize = 50;
+/// The most versions `basic.history_keep` accepts.
+pub const MAX_HISTORY_KEEP: usize = 10_000;
+/// Percentage points a location's 5xx ratio may grow by in the rollback window.
+pub const DEFAULT_ROLLBACK_THRESHOLD: f64 = 5.0;
+/// Requests a location needs in the rollback window for its error ratio to count.
+pub const DEFAULT_ROLLBACK_MIN_REQUESTS: u64 = 20;
 
 /// The result of compiling a configuration.
 pub struct Compiled {
@@ -249,6 +258,60 @@ impl Compiler<'_> {
             metrics: self.metrics_plan(),
             tracing: self.tracing_plan(),
             listeners: Vec::new(),
+            lifecycle: self.lifecycle_plan(),
+        }
+    }
+
+    fn lifecycle_plan(&mut self) -> LifecyclePlan {
+        let basic = &self.config.basic;
+        let history_keep = match basic.history_keep {
+            Some(n) if n == 0 || n > MAX_HISTORY_KEEP => {
+                self.error(
+                    "basic",
+                    "history_keep",
+                    format!("{n} is not between 1 and {MAX_HISTORY_KEEP}"),
+                );
+                DEFAULT_HISTORY_KEEP
+            }
+            Some(n) => n,
+            None => DEFAULT_HISTORY_KEEP,
+        };
+        let threshold = match basic.rollback_threshold {
+            Some(t) if !(t > 0.0 && t <= 100.0) => {
+                self.error(
+                    "basic",
+                    "rollback_threshold",
+                    format!("{t} is not a number of percentage points between 0 and 100"),
+                );
+                DEFAULT_ROLLBACK_THRESHOLD
+            }
+            Some(t) => t,
+            None => DEFAULT_ROLLBACK_THRESHOLD,
+        };
+        let rollback = match basic.rollback_window.map(|d| d.get()) {
+            Some(window) if window < Duration::from_secs(1) => {
+                self.error("basic", "rollback_window", "must be at least 1s");
+                None
+            }
+            Some(window) => Some(RollbackPlan {
+                window,
+                threshold,
+                min_requests: basic
+                    .rollback_min_requests
+                    .unwrap_or(DEFAULT_ROLLBACK_MIN_REQUESTS)
+                    .max(1),
+            }),
+            None => None,
+        };
+        let history_dir = basic
+            .history_dir
+            .as_ref()
+            .map(|dir| self.resolve("basic", dir));
+        LifecyclePlan {
+            auto_reload: basic.auto_reload.unwrap_or(false),
+            history_dir,
+            history_keep,
+            rollback,
         }
     }
 

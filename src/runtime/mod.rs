@@ -158,6 +158,32 @@ pub struct ProcessPlan {
     pub tracing: Option<crate::observe::trace::TracingPlan>,
     /// One listener per server.
     pub listeners: Vec<ListenerPlan>,
+    /// How configuration changes are picked up, kept and watched.
+    pub lifecycle: LifecyclePlan,
+}
+
+/// `basic.auto_reload`, `history_*` and `rollback_*`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecyclePlan {
+    /// Apply changes of the source as they happen.
+    pub auto_reload: bool,
+    /// `basic.history_dir`, resolved against the file that set it.
+    pub history_dir: Option<PathBuf>,
+    /// How many versions the history keeps.
+    pub history_keep: usize,
+    /// The automatic rollback window, when set.
+    pub rollback: Option<RollbackPlan>,
+}
+
+/// When an applied configuration is taken back automatically.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RollbackPlan {
+    /// How long after an apply error rates are compared.
+    pub window: Duration,
+    /// Percentage points of 5xx answers a location may get worse by.
+    pub threshold: f64,
+    /// Requests a location needs in the window for its rate to count.
+    pub min_requests: u64,
 }
 
 /// Where `[metrics]` is served.
