@@ -6,6 +6,8 @@
 //! * [`process`]: the process around Pingora's `Server`: listeners, signals, reloads, graceful
 //!   shutdown, and every background service that needs the live runtime (metrics endpoint,
 //!   active health checks, DNS refresh);
+//! * [`control`]: the control plane: one apply path for every configuration change (start,
+//!   SIGHUP, file watch, etcd, admin API, rollback), the history, plans and the rollback window;
 //! * [`proxy`]: the Pingora `ProxyHttp` implementation, its connection-free request steps and
 //!   `pingap explain`, which runs those same steps;
 //! * [`runtime`]: compiling a configuration into the immutable snapshot requests are served from,
@@ -17,6 +19,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod control;
 pub mod headers;
 pub mod observe;
 pub mod process;

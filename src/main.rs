@@ -15,9 +15,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pingap::config::Source;
+use pingap::control;
 use pingap::process::{self, RunFlags};
 use pingap::proxy::explain::{self, Request};
-use pingap::runtime::compile;
+
+mod commands;
 
 /// A reverse proxy and API gateway built on Pingora.
 #[derive(Parser, Debug)]
@@ -48,6 +50,10 @@ struct Cli {
     #[arg(short = 'u', long = "upgrade", env = "PINGAP_UPGRADE")]
     upgrade: bool,
 
+    /// Apply the configuration when its files change (like `basic.auto_reload = true`).
+    #[arg(long = "watch", env = "PINGAP_WATCH")]
+    watch: bool,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -74,6 +80,31 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         client: IpAddr,
     },
+    /// Check the configuration given with -c as a start would and show what applying it would
+    /// change compared with the running one (the newest version in the history, or --against):
+    /// entities added, removed and changed, and what each change does. Exit status: 0 without
+    /// changes, 2 with changes, 1 on errors.
+    Plan {
+        /// Compare with this configuration file or directory instead of the history's newest
+        /// version.
+        #[arg(long, value_name = "PATH")]
+        against: Option<PathBuf>,
+    },
+    /// List the versions of the configuration applied so far (newest last).
+    History,
+    /// Show what changed between versions A and B of the history (B: the newest).
+    Diff {
+        /// The older version.
+        from: u64,
+        /// The newer version (default: the newest).
+        to: Option<u64>,
+    },
+    /// Write version N of the history back to the configuration's source. A pingap watching the
+    /// source applies it at once; otherwise send it SIGHUP.
+    Rollback {
+        /// The version to restore.
+        version: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,26 +112,33 @@ fn main() -> ExitCode {
     let source = cli.conf.map_or(Source::Embedded, Source::Path);
     let registry = pingap::runtime::plugin_registry();
 
-    let compiled = source
-        .load()
-        .and_then(|loaded| compile(&loaded, &registry, None));
-    let compiled = match compiled {
-        Ok(compiled) => compiled,
+    let explain = match cli.command {
+        Some(Command::Plan { against }) => return commands::plan(&source, &registry, against),
+        Some(Command::History) => return commands::history(&source),
+        Some(Command::Diff { from, to }) => return commands::diff(&source, from, to),
+        Some(Command::Rollback { version }) => {
+            return commands::rollback(&source, &registry, version);
+        }
+        Some(Command::Explain {
+            request,
+            headers,
+            server,
+            client,
+        }) => Some((request, headers, server, client)),
+        None => None,
+    };
+
+    let candidate = match control::read_and_check(&source, &registry, None) {
+        Ok(candidate) => candidate,
         Err(errors) => {
             eprintln!("pingap: {source}: {errors}");
             return ExitCode::FAILURE;
         }
     };
-
-    if let Some(Command::Explain {
-        request,
-        headers,
-        server,
-        client,
-    }) = cli.command
-    {
-        return run_explain(compiled, request, headers, server, client);
+    if let Some((request, headers, server, client)) = explain {
+        return run_explain(candidate.compiled, request, headers, server, client);
     }
+    let compiled = &candidate.compiled;
 
     if cli.test {
         for warning in &compiled.warnings {
@@ -127,8 +165,9 @@ fn main() -> ExitCode {
     let flags = RunFlags {
         daemon: cli.daemon,
         upgrade: cli.upgrade,
+        watch: cli.watch,
     };
-    match process::run(source, registry, compiled, flags) {
+    match process::run(source, registry, candidate, flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -172,7 +172,7 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
     assert!(
         pingap
             .output
-            .wait_for("configuration reloaded", Duration::from_secs(10))
+            .wait_for("configuration applied", Duration::from_secs(10))
             .is_some(),
         "{}",
         pingap.output.text()
@@ -203,21 +203,6 @@ async fn sighup_reloads_and_a_bad_config_keeps_the_running_one() {
     );
     assert_eq!(backend_of(client.clone(), url.clone()).await, "second");
 
-    // A reload that moves a listener needs an upgrade and is refused.
-    std::fs::write(
-        pingap.config_path(),
-        proxy_config(&first, "").replace("127.0.0.1:0", "127.0.0.2:0"),
-    )
-    .unwrap();
-    pingap.signal(Signal::SIGHUP);
-    assert!(
-        pingap
-            .output
-            .wait_for("the listeners changed", Duration::from_secs(10))
-            .is_some(),
-        "{}",
-        pingap.output.text()
-    );
     assert_eq!(backend_of(client, url).await, "second");
 }
 

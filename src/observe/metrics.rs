@@ -20,6 +20,8 @@
 //! | `pingap_backend_circuit_state` | upstream, backend | 0 closed, 1 open, 2 half-open |
 //! | `pingap_access_log_dropped_total` | log | access-log lines dropped (writer behind or failing) |
 //! | `pingap_config_reloads_total` | result | reloads, `ok` or `failed` |
+//! | `pingap_config_rollbacks_total` | | configurations the rollback window took back |
+//! | `pingap_config_source_up` | | 1 while the configuration source (etcd) answers, 0 while it does not |
 //! | `pingap_config_generation` | | generation of the running configuration |
 //! | `pingap_config_last_reload_timestamp_seconds` | | when it was installed |
 //! | `pingap_uptime_seconds` | | since the process started |
@@ -74,6 +76,8 @@ pub struct Metrics {
     backend_up: IntGaugeVec,
     circuit: IntGaugeVec,
     reloads: IntCounterVec,
+    rollbacks: IntCounter,
+    source_up: IntGauge,
     generation: IntGauge,
     last_reload: Gauge,
     uptime: Gauge,
@@ -223,6 +227,20 @@ impl Metrics {
                     &["result"],
                 ),
             ),
+            rollbacks: registered(
+                r,
+                IntCounter::new(
+                    "pingap_config_rollbacks_total",
+                    "Configurations taken back by the rollback window",
+                ),
+            ),
+            source_up: registered(
+                r,
+                IntGauge::new(
+                    "pingap_config_source_up",
+                    "1 while the configuration source answers",
+                ),
+            ),
             generation: registered(
                 r,
                 IntGauge::new(
@@ -318,6 +336,16 @@ impl Metrics {
             }
             None => self.reloads.with_label_values(&["failed"]).inc(),
         }
+    }
+
+    /// Counts a configuration the rollback window took back.
+    pub fn rolled_back(&self) {
+        self.rollbacks.inc();
+    }
+
+    /// Records whether the configuration source answers.
+    pub fn source_up(&self, up: bool) {
+        self.source_up.set(i64::from(up));
     }
 
     /// Records that configuration `generation` runs from now.

@@ -5,8 +5,8 @@ mod drain;
 mod linger;
 pub mod listeners;
 mod metrics_endpoint;
-mod reload;
 mod signals;
+mod upgrade;
 mod upstream_tasks;
 
 use std::net::SocketAddr;
@@ -24,11 +24,11 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::Source;
+use crate::control::{Candidate, Controller, Started};
 use crate::proxy::InFlight;
 use crate::proxy::Proxy;
 use crate::runtime::{Compiled, ListenerPlan, ProcessPlan, RuntimeHandle};
 use metrics_endpoint::MetricsEndpoint;
-pub use reload::{ReloadError, Reloader};
 use upstream_tasks::{ActiveChecks, DnsRefresh};
 
 /// Where a daemon writes its pid when `basic.pid_file` is not set.
@@ -41,6 +41,8 @@ pub struct RunFlags {
     pub daemon: bool,
     /// Take the listeners over from a running pingap (`-u`).
     pub upgrade: bool,
+    /// Apply changes of the configuration's files as they are saved (`--watch`).
+    pub watch: bool,
 }
 
 /// Why the process could not start.
@@ -61,17 +63,26 @@ pub enum StartError {
     Signals(std::io::Error),
 }
 
-/// Starts serving `compiled` and runs until shut down.
+/// Starts serving `candidate` (read from `source`) and runs until shut down.
 ///
 /// Returns once Pingora has stopped, with what was buffered written out; a graceful shutdown
 /// ends the process from the drain service instead (see [`drain`]).
 pub fn run(
     source: Source,
     registry: Registry,
-    compiled: Compiled,
+    candidate: Candidate,
     flags: RunFlags,
 ) -> Result<(), StartError> {
-    let Compiled { runtime, plan, .. } = compiled;
+    let Candidate {
+        snapshot,
+        config,
+        compiled,
+    } = candidate;
+    let Compiled {
+        runtime,
+        plan,
+        warnings,
+    } = compiled;
     let signals = signals::register().map_err(StartError::Signals)?;
     let runtime = Arc::new(RuntimeHandle::new(runtime));
     let in_flight = Arc::new(InFlight::default());
@@ -86,6 +97,15 @@ pub fn run(
     server.bootstrap();
 
     let mut listeners = plan.listeners.clone();
+    // In an upgrade pingap started itself, a listener asked for with port 0 keeps the port the
+    // old process got for it.
+    let inherited = flags
+        .upgrade
+        .then(upgrade::inherited_addrs)
+        .unwrap_or_default();
+    for listener in &mut listeners {
+        listener.addr = upgrade::keep_port(&inherited, &listener.server, listener.addr);
+    }
     for listener in &mut listeners {
         let bound = if flags.upgrade {
             None
@@ -150,6 +170,7 @@ pub fn run(
         tracing::info!(server = %listener.server, addr = %listener.addr, "listening on {scheme}://{}", listener.addr);
     }
 
+    let mut metrics_addr = None;
     if let Some(metrics) = &plan.metrics {
         let socket = if flags.upgrade {
             None
@@ -164,7 +185,7 @@ pub fn run(
         };
         let addr = match &socket {
             Some(socket) => socket.local_addr().unwrap_or(metrics.addr),
-            None => metrics.addr,
+            None => upgrade::keep_port(&inherited, upgrade::METRICS, metrics.addr),
         };
         let app = MetricsEndpoint {
             runtime: runtime.clone(),
@@ -180,6 +201,7 @@ pub fn run(
             None => server.add_service(listeners::PreBound::adopting(service)),
         };
         tracing::info!(%addr, "metrics on http://{addr}{}", metrics.path);
+        metrics_addr = Some(addr);
     }
     crate::observe::metrics::metrics().installed(1);
 
@@ -210,8 +232,29 @@ pub fn run(
     ));
 
     let live = runtime.clone();
-    let reloader = Reloader::new(source, registry, runtime, listeners);
-    let signals = signals::SignalWatch::new(signals, reloader);
+    let mut bound: Vec<(String, SocketAddr)> = listeners
+        .iter()
+        .map(|l| (l.server.clone(), l.addr))
+        .collect();
+    bound.extend(metrics_addr.map(|addr| (upgrade::METRICS.to_string(), addr)));
+    let controller = Controller::new(
+        source,
+        registry,
+        runtime,
+        Started {
+            snapshot,
+            config,
+            warnings,
+            lifecycle: plan.lifecycle.clone(),
+            listeners,
+            upgrade_sock: plan.upgrade_sock.clone(),
+            trigger: if flags.upgrade { "upgrade" } else { "start" },
+        },
+    );
+    let (upgrades, upgrade_requested) = tokio::sync::mpsc::unbounded_channel();
+    controller.set_upgrade_hook(upgrade::hook(bound, upgrades));
+    controller.start(flags.watch);
+    let signals = signals::SignalWatch::new(signals, controller, upgrade_requested);
     tracing::info!(
         name = %plan.name,
         pid = std::process::id(),

@@ -1,24 +1,26 @@
 //! Signals: SIGTERM and SIGINT shut down gracefully, SIGQUIT hands the listeners to a new
 //! process (graceful upgrade), SIGHUP reloads the configuration, SIGUSR1 reopens the access logs
-//! (after logrotate moved them).
+//! (after logrotate moved them). A configuration change that needs a graceful upgrade ends the
+//! process the way SIGQUIT does, once the new process is ready to take the listeners.
 //!
 //! The handlers are registered when the process starts, before it reports that it listens, so a
 //! signal sent right after that is never lost; they are read once Pingora runs (after it has
 //! daemonized, if it does).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
-use super::reload::Reloader;
+use crate::control::{Controller, Record};
 
 /// Turns signals into Pingora shutdowns and reloads.
 pub struct SignalWatch {
     signals: Mutex<Option<Signals>>,
-    reloader: Reloader,
+    controller: Arc<Controller>,
+    upgrade_requested: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<()>>>,
 }
 
 /// Registers the handlers; signals that arrive from now on are queued until Pingora runs.
@@ -27,11 +29,17 @@ pub fn register() -> std::io::Result<Signals> {
 }
 
 impl SignalWatch {
-    /// Watches the `signals` registered earlier, reloading with `reloader` on SIGHUP.
-    pub fn new(signals: Signals, reloader: Reloader) -> SignalWatch {
+    /// Watches the `signals` registered earlier, applying the source with `controller` on
+    /// SIGHUP, and hands over when `upgrade_requested` says so.
+    pub fn new(
+        signals: Signals,
+        controller: Arc<Controller>,
+        upgrade_requested: tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) -> SignalWatch {
         SignalWatch {
             signals: Mutex::new(Some(signals)),
-            reloader,
+            controller,
+            upgrade_requested: Mutex::new(Some(upgrade_requested)),
         }
     }
 }
@@ -50,15 +58,38 @@ impl ShutdownSignalWatch for SignalWatch {
                 }
             });
         }
-        while let Some(signal) = rx.recv().await {
+        let mut upgrade_requested = self
+            .upgrade_requested
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take());
+        loop {
+            let signal = tokio::select! {
+                signal = rx.recv() => signal,
+                Some(()) = async {
+                    match upgrade_requested.as_mut() {
+                        Some(requested) => requested.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    tracing::info!("handing the listeners over to the new process");
+                    return ShutdownSignal::GracefulUpgrade;
+                }
+            };
+            let Some(signal) = signal else { break };
             match signal {
                 SIGHUP => {
-                    tracing::info!("SIGHUP: reloading the configuration");
-                    self.reloader.reload_and_log();
+                    tracing::info!("SIGHUP: applying the configuration");
+                    let controller = self.controller.clone();
+                    // The apply reads files (or etcd) and compiles: off the async threads.
+                    let _ = tokio::task::spawn_blocking(move || {
+                        controller.apply_and_log(Record::new("sighup"))
+                    })
+                    .await;
                 }
                 SIGUSR1 => {
                     tracing::info!("SIGUSR1: reopening the access logs");
-                    for sink in self.reloader.runtime().load().access_log_sinks() {
+                    for sink in self.controller.runtime().load().access_log_sinks() {
                         sink.reopen();
                     }
                 }

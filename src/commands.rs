@@ -1,0 +1,177 @@
+//! The `pingap` subcommands of the configuration lifecycle: `plan`, `history`, `diff`,
+//! `rollback`. Each is a thin layer over [`pingap::control`], which the running process and the
+//! admin API use too.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use pingap::config::Source;
+use pingap::control::{self, Changes, History};
+use pingap_plugins::Registry;
+
+/// Exit status of a plan with changes (like `terraform plan -detailed-exitcode`).
+const CHANGES: u8 = 2;
+
+/// `pingap plan`: what applying the source would change.
+pub fn plan(source: &Source, registry: &Registry, against: Option<PathBuf>) -> ExitCode {
+    let candidate = match control::read_and_check(source, registry, None) {
+        Ok(candidate) => candidate,
+        Err(errors) => return fail(format!("{source}: {errors}")),
+    };
+    let running = match against {
+        Some(path) => {
+            let against = Source::Path(path);
+            match control::read_and_check(&against, registry, None) {
+                Ok(running) => {
+                    println!("Comparing {source} with {against}.");
+                    Some((running.config, running.compiled.warnings))
+                }
+                Err(errors) => return fail(format!("{against}: {errors}")),
+            }
+        }
+        None => match control::history_for(source).map(|h| latest(&h)) {
+            Some(Ok(Some((version, loaded)))) => {
+                println!(
+                    "Comparing {source} with the running configuration (version {}, applied {} by {}).",
+                    version.number, version.time, version.trigger
+                );
+                Some(loaded)
+            }
+            Some(Ok(None)) | None => {
+                println!(
+                    "No configuration was applied from {source} yet (its history is empty): everything is new."
+                );
+                None
+            }
+            Some(Err(e)) => return fail(e),
+        },
+    };
+    let changes = match &running {
+        Some((config, warnings)) => Changes::between(
+            Some(config),
+            &candidate.config,
+            warnings,
+            &candidate.compiled.warnings,
+        ),
+        None => Changes::between(None, &candidate.config, &[], &candidate.compiled.warnings),
+    };
+    print!("{}", changes.render());
+    if changes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(CHANGES)
+    }
+}
+
+/// A configuration read from a version, with the warnings it compiles with.
+type Checked = (pingap::config::schema::Config, Vec<String>);
+
+/// The configuration of `version`. One that no longer compiles (a file it names is gone) is
+/// compared as read, without warnings.
+fn checked(version: &control::Version) -> Result<Checked, String> {
+    let loaded = version
+        .snapshot
+        .load(&pingap::config::load::process_env)
+        .map_err(|e| format!("version {} of the history: {e}", version.number))?;
+    let registry = pingap::runtime::plugin_registry();
+    let warnings = pingap::runtime::compile(&loaded, &registry, None)
+        .map(|compiled| compiled.warnings)
+        .unwrap_or_default();
+    Ok((loaded.config, warnings))
+}
+
+/// The newest version of `history` and its configuration.
+fn latest(history: &History) -> Result<Option<(control::Version, Checked)>, String> {
+    let Some(version) = history.latest().map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let checked = checked(&version)?;
+    Ok(Some((version, checked)))
+}
+
+/// `pingap history`: the versions applied so far.
+pub fn history(source: &Source) -> ExitCode {
+    let Some(history) = control::history_for(source) else {
+        return fail(format!("{source} keeps no history"));
+    };
+    let versions = match history.list() {
+        Ok(versions) => versions,
+        Err(e) => return fail(e),
+    };
+    if versions.is_empty() {
+        println!("No version in {} yet.", history.place());
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:>7}  {:<24}  {:<18}  {:<12}  {:<14}  NOTE",
+        "VERSION", "TIME", "TRIGGER", "AUTHOR", "DIGEST"
+    );
+    for version in versions {
+        println!(
+            "{:>7}  {:<24}  {:<18}  {:<12}  {:<14}  {}",
+            version.number,
+            version.time,
+            version.trigger,
+            version.author.as_deref().unwrap_or("-"),
+            version.digest.get(..14).unwrap_or(&version.digest),
+            version.note.as_deref().unwrap_or("")
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `pingap diff A [B]`: the changes between two versions.
+pub fn diff(source: &Source, from: u64, to: Option<u64>) -> ExitCode {
+    let Some(history) = control::history_for(source) else {
+        return fail(format!("{source} keeps no history"));
+    };
+    let to = match to {
+        Some(to) => Ok(to),
+        None => history.latest().map_err(|e| e.to_string()).and_then(|v| {
+            v.map(|v| v.number)
+                .ok_or_else(|| "the history is empty".to_string())
+        }),
+    };
+    let load = |number: u64| -> Result<Checked, String> {
+        checked(&history.get(number).map_err(|e| e.to_string())?)
+    };
+    let result = to.and_then(|to| Ok((to, load(from)?, load(to)?)));
+    match result {
+        Ok((to, (before, before_warnings), (after, after_warnings))) => {
+            println!("Changes from version {from} to version {to}:");
+            let changes =
+                Changes::between(Some(&before), &after, &before_warnings, &after_warnings);
+            print!("{}", changes.render());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `pingap rollback N`: writes version N back to the source.
+pub fn rollback(source: &Source, registry: &Registry, number: u64) -> ExitCode {
+    let Some(history) = control::history_for(source) else {
+        return fail(format!("{source} keeps no history"));
+    };
+    let version = match history.get(number) {
+        Ok(version) => version,
+        Err(e) => return fail(e),
+    };
+    // Written only if it is still a valid configuration (a file it names may be gone).
+    if let Err(errors) = control::check(version.snapshot.clone(), registry, None) {
+        return fail(format!("version {number} is no longer valid: {errors}"));
+    }
+    if let Err(e) = source.write(&version.snapshot) {
+        return fail(e);
+    }
+    println!(
+        "Wrote version {number} ({}) to {source}. A pingap watching it applies it now; otherwise send it SIGHUP.",
+        version.time
+    );
+    ExitCode::SUCCESS
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("pingap: {message}");
+    ExitCode::FAILURE
+}
