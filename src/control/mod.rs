@@ -307,6 +307,11 @@ impl Controller {
         let trigger = record.trigger.clone();
         match self.apply(record) {
             Ok(applied) => log_applied(&trigger, &self.source, &applied),
+            Err(ApplyError::Upgrading) => tracing::info!(
+                "configuration from {} ({trigger}) left to the new process: {}",
+                self.source,
+                ApplyError::Upgrading
+            ),
             Err(e) => tracing::error!(
                 generation = self.runtime.load().generation,
                 "configuration from {} ({trigger}) rejected, keeping the running one: {e}",

@@ -107,7 +107,11 @@ pub fn run(
         listener.addr = upgrade::keep_port(&inherited, &listener.server, listener.addr);
     }
     for listener in &mut listeners {
-        let bound = if flags.upgrade {
+        // In an upgrade the old process's sockets are adopted; one pingap started itself says
+        // which it has, and a listener it does not have is bound here.
+        let adopted = flags.upgrade
+            && (inherited.is_empty() || inherited.iter().any(|(_, addr)| *addr == listener.addr));
+        let bound = if adopted {
             None
         } else {
             let socket = listeners::bind(listener.addr).map_err(|source| StartError::Listen {
