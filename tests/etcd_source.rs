@@ -10,7 +10,7 @@ mod etcd_server;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use etcd_server::EtcdServer;
+use etcd_server::{EtcdServer, Tls};
 use pingap::config::Snapshot;
 use pingap::config::etcd::{EtcdError, EtcdOptions, EtcdSource, WatchEvent, split_entities};
 
@@ -440,9 +440,14 @@ fn a_watch_reports_an_outage_and_the_changes_made_during_it() {
     events.wait("a change", changed_at_least(revision));
 
     server.kill();
-    events.wait("Unreachable", |event| {
+    match events.wait("Unreachable", |event| {
         matches!(event, WatchEvent::Unreachable(_))
-    });
+    }) {
+        WatchEvent::Unreachable(reason) => {
+            assert!(reason.contains(&server.endpoint()), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
     // Operations fail, naming the endpoint, within their timeout.
     let began = Instant::now();
     match source.read() {
@@ -487,6 +492,7 @@ fn connecting_where_nothing_listens_fails_within_the_connect_timeout() {
     match EtcdSource::connect(options) {
         Err(error @ EtcdError::Unreachable { .. }) => {
             let message = error.to_string();
+            assert!(message.contains("Connection refused"), "{message}");
             assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
         }
         other => panic!("{other:?}"),
@@ -544,4 +550,139 @@ fn history_numbers_are_never_overwritten() {
     // History is not configuration.
     assert!(source.read().unwrap().0.is_empty());
     assert!(source.mod_revisions().unwrap().is_empty());
+}
+
+#[test]
+fn the_watch_callback_may_use_the_source() {
+    let server = EtcdServer::start();
+    let source = connect(&server, "/pingap");
+    let (_, start) = source.read().unwrap();
+    let (sender, receiver) = channel();
+    let sender = std::sync::Mutex::new(sender);
+    let reader = source.clone();
+    let _guard = source.watch(
+        start,
+        Box::new(move |event| {
+            if let WatchEvent::Changed { .. } = event {
+                // A synchronous call back into the source, from the watch's own runtime.
+                let _ = sender
+                    .lock()
+                    .unwrap()
+                    .send(reader.read().map(|(s, r)| (s.len(), r)));
+            }
+        }),
+    );
+    let revision = source
+        .put_entity("basic", None, Some("name = \"x\""), None)
+        .unwrap();
+    let (documents, read_at) = receiver.recv_timeout(EVENT_DEADLINE).unwrap().unwrap();
+    assert_eq!(documents, 1);
+    assert!(read_at >= revision);
+}
+
+#[test]
+fn users_and_passwords_authenticate() {
+    let server = EtcdServer::start();
+    let mut raw = Raw::new(&server);
+    raw.runtime.block_on(async {
+        raw.client
+            .user_add("root", "root-secret", None)
+            .await
+            .unwrap();
+        raw.client.user_grant_role("root", "root").await.unwrap();
+        raw.client.auth_enable().await.unwrap();
+    });
+    let url = |password: &str| {
+        format!(
+            "{}?user=root&password={password}&connect_timeout=2s",
+            server.url("/pingap")
+        )
+    };
+    let source = EtcdSource::connect(EtcdOptions::parse(&url("root-secret"), &no_env).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    source
+        .put_entity("basic", None, Some("name = \"x\""), None)
+        .unwrap();
+    assert_eq!(source.read().unwrap().0.len(), 1);
+    let (_, start) = source.read().unwrap();
+    let (_guard, events) = watch(&source, start);
+    let revision = source
+        .put_entity("basic", None, Some("name = \"y\""), None)
+        .unwrap();
+    events.wait(
+        "a change seen by an authenticated watch",
+        changed_at_least(revision),
+    );
+
+    match EtcdSource::connect(EtcdOptions::parse(&url("wrong"), &no_env).unwrap()) {
+        Err(error) => {
+            let message = error.to_string();
+            assert!(message.contains("authentication failed"), "{message}");
+            assert!(!message.contains("wrong"), "{message}");
+        }
+        Ok(source) => panic!("connected with a wrong password: {source}"),
+    }
+}
+
+#[test]
+fn tls_with_a_client_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "etcd test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |names: &[&str], file: &str| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let cert_path = dir.path().join(format!("{file}.pem"));
+        let key_path = dir.path().join(format!("{file}-key.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    };
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let (server_cert, server_key) = leaf(&["127.0.0.1", "localhost"], "server");
+    let (client_cert, client_key) = leaf(&["pingap"], "client");
+    let server = EtcdServer::start_tls(Tls {
+        ca: ca_path.clone(),
+        cert: server_cert,
+        key: server_key,
+    });
+
+    let url = format!(
+        "{}?ca={}&cert={}&key={}&connect_timeout=3s",
+        server.url("/pingap"),
+        ca_path.display(),
+        client_cert.display(),
+        client_key.display()
+    );
+    let source = EtcdSource::connect(EtcdOptions::parse(&url, &no_env).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let revision = source
+        .put_entity("basic", None, Some("name = \"tls\""), None)
+        .unwrap();
+    assert_eq!(source.mod_revisions().unwrap()["basic"], revision);
+
+    // Without a client certificate etcd refuses the handshake.
+    let url = format!(
+        "{}?ca={}&connect_timeout=2s",
+        server.url("/pingap"),
+        ca_path.display()
+    );
+    assert!(EtcdSource::connect(EtcdOptions::parse(&url, &no_env).unwrap()).is_err());
+    // A CA file that is not there is named.
+    let url = format!("{}?ca=/nonexistent/ca.pem", server.url("/pingap"));
+    match EtcdSource::connect(EtcdOptions::parse(&url, &no_env).unwrap()) {
+        Err(EtcdError::InvalidUrl(message)) => {
+            assert!(message.contains("/nonexistent/ca.pem"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -1064,10 +1064,7 @@ fn classify(options: &EtcdOptions, error: etcd_client::Error) -> EtcdError {
         etcd_client::Error::IoError(e) => unreachable(e.to_string()),
         etcd_client::Error::GRpcStatus(status) => {
             let code = status.code() as i32;
-            let message = match std::error::Error::source(&status) {
-                Some(source) if status.message().is_empty() => error_chain(source),
-                _ => status.message().to_string(),
-            };
+            let message = status_text(status.message(), &status);
             if matches!(
                 code,
                 GRPC_UNAVAILABLE | GRPC_DEADLINE_EXCEEDED | GRPC_CANCELLED
@@ -1081,14 +1078,29 @@ fn classify(options: &EtcdOptions, error: etcd_client::Error) -> EtcdError {
     }
 }
 
+/// The message of a gRPC status and the errors behind it ("tcp connect error: Connection
+/// refused (os error 111)").
+fn status_text(message: &str, status: &(dyn std::error::Error + 'static)) -> String {
+    append_causes(message.to_string(), status.source())
+}
+
 /// An error and its sources, joined with ": ".
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
+    append_causes(error.to_string(), error.source())
+}
+
+/// `text` and the messages of `source` and its sources, leaving out what `text` already says
+/// and tonic's uninformative "transport error".
+fn append_causes(
+    mut text: String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> String {
     while let Some(cause) = source {
         let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
+        if cause_text != "transport error" && !text.contains(&cause_text) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
             text.push_str(&cause_text);
         }
         source = cause.source();
@@ -1179,6 +1191,16 @@ impl Watcher {
             let response = match message {
                 Ok(Some(response)) => response,
                 Ok(None) => return Err("the watch stream was closed".to_string()),
+                Err(etcd_client::Error::GRpcStatus(status)) => {
+                    return Err(EtcdError::Unreachable {
+                        endpoints: self.store.options.endpoint_list(),
+                        reason: format!(
+                            "the watch stream broke: {}",
+                            status_text(status.message(), &status)
+                        ),
+                    }
+                    .to_string());
+                }
                 Err(e) => return Err(classify(&self.store.options, e).to_string()),
             };
             if response.compact_revision() != 0 {

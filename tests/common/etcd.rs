@@ -2,6 +2,9 @@
 //! ephemeral loopback ports, ready when `/health` says so, killed when dropped. Its log is kept in
 //! the data directory's parent and shown when it does not start.
 //!
+//! With [`Tls`] it serves clients over TLS and requires client certificates; readiness is then
+//! its "ready to serve client requests" log line.
+//!
 //! Ports are found by binding port 0 and releasing it; if etcd still cannot bind one (another
 //! process took it meanwhile), it is started again on new ports.
 
@@ -18,17 +21,38 @@ pub const ETCD: &str = "/usr/bin/etcd";
 /// How long etcd may take to become healthy.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
 
+/// PEM files for serving clients over TLS and requiring their certificates.
+#[derive(Clone)]
+pub struct Tls {
+    /// The CA clients' certificates must be signed by.
+    pub ca: PathBuf,
+    /// The server's certificate.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
 /// A running (or killed, to be restarted) etcd.
 pub struct EtcdServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: Option<Tls>,
 }
 
 impl EtcdServer {
     /// Starts a fresh etcd; panics with its log if it does not become healthy.
     pub fn start() -> EtcdServer {
+        EtcdServer::start_with(None)
+    }
+
+    /// Starts a fresh etcd serving clients over TLS with client certificates.
+    pub fn start_tls(tls: Tls) -> EtcdServer {
+        EtcdServer::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<Tls>) -> EtcdServer {
         let mut dir = tempfile::tempdir().unwrap();
         let mut last_log = String::new();
         for _ in 0..5 {
@@ -37,6 +61,7 @@ impl EtcdServer {
                 dir,
                 client_port: free_port(),
                 peer_port: free_port(),
+                tls: tls.clone(),
             };
             if server.client_port == server.peer_port {
                 dir = server.into_dir();
@@ -109,9 +134,22 @@ impl EtcdServer {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let log_start = std::fs::metadata(self.log_path()).map_or(0, |m| m.len() as usize);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(ETCD)
+        let mut command = Command::new(ETCD);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["--name", "t"])
@@ -135,7 +173,15 @@ impl EtcdServer {
                 self.child = None;
                 return false;
             }
-            if healthy(self.client_port) {
+            let ready = match self.tls {
+                None => healthy(self.client_port),
+                // No TLS client here: the log says when it serves.
+                Some(_) => self
+                    .log()
+                    .get(log_start..)
+                    .is_some_and(|log| log.contains("ready to serve client requests")),
+            };
+            if ready {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
