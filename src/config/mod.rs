@@ -7,6 +7,7 @@
 
 mod env;
 mod error;
+pub mod etcd;
 pub mod load;
 pub mod schema;
 mod snapshot;
