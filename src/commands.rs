@@ -1,5 +1,5 @@
 //! The `pingap` subcommands of the configuration lifecycle: `plan`, `history`, `diff`,
-//! `rollback`. Each is a thin layer over [`pingap::control`], which the running process and the
+//! `rollback`, `import`, `export`. Each is a thin layer over [`pingap::control`], which the running process and the
 //! admin API use too.
 
 use std::path::PathBuf;
@@ -169,6 +169,34 @@ pub fn rollback(source: &Source, registry: &Registry, number: u64) -> ExitCode {
         version.time
     );
     ExitCode::SUCCESS
+}
+
+/// `pingap import FILE`: replaces the source's configuration with FILE's.
+pub fn import(source: &Source, registry: &Registry, file: PathBuf) -> ExitCode {
+    let from = Source::Path(file);
+    let candidate = match control::read_and_check(&from, registry, None) {
+        Ok(candidate) => candidate,
+        Err(errors) => return fail(format!("{from}: {errors}")),
+    };
+    if let Err(e) = source.write(&candidate.snapshot) {
+        return fail(e);
+    }
+    println!(
+        "Imported {from} into {source}: {}.",
+        candidate.compiled.summary()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `pingap export`: the source's configuration as one TOML document.
+pub fn export(source: &Source) -> ExitCode {
+    match source.read() {
+        Ok(snapshot) => {
+            print!("{}", snapshot.to_text());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => fail(format!("{source}: {errors}")),
+    }
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {

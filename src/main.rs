@@ -25,16 +25,18 @@ mod commands;
 #[derive(Parser, Debug)]
 #[command(name = "pingap", version, about)]
 struct Cli {
-    /// Configuration file, or a directory whose .toml files are merged. Without it pingap serves
-    /// a welcome page on 127.0.0.1:6188 from its embedded default configuration.
+    /// Configuration file, a directory whose .toml files are merged, or
+    /// `etcd://HOST:PORT[,HOST:PORT…]/PREFIX[?user=…&password=…&ca=…&cert=…&key=…]`. Without
+    /// it pingap serves a welcome page on 127.0.0.1:6188 from its embedded default
+    /// configuration.
     #[arg(
         short = 'c',
         long = "conf",
         env = "PINGAP_CONF",
-        value_name = "PATH",
+        value_name = "PATH|URL",
         global = true
     )]
-    conf: Option<PathBuf>,
+    conf: Option<String>,
 
     /// Check the configuration (everything a start would check) and exit: 0 if it is valid, 1
     /// with every error otherwise.
@@ -105,11 +107,26 @@ enum Command {
         /// The version to restore.
         version: u64,
     },
+    /// Replace the whole configuration of the source (-c, e.g. etcd://…) with FILE, a .toml file
+    /// or directory, after checking it as a start would.
+    Import {
+        /// The configuration to import.
+        file: PathBuf,
+    },
+    /// Print the whole configuration of the source (-c) as one TOML document.
+    Export,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let source = cli.conf.map_or(Source::Embedded, Source::Path);
+    let source = match cli.conf.as_deref().map(Source::open) {
+        None => Source::Embedded,
+        Some(Ok(source)) => source,
+        Some(Err(e)) => {
+            eprintln!("pingap: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let registry = pingap::runtime::plugin_registry();
 
     let explain = match cli.command {
@@ -119,6 +136,8 @@ fn main() -> ExitCode {
         Some(Command::Rollback { version }) => {
             return commands::rollback(&source, &registry, version);
         }
+        Some(Command::Import { file }) => return commands::import(&source, &registry, file),
+        Some(Command::Export) => return commands::export(&source),
         Some(Command::Explain {
             request,
             headers,

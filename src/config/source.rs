@@ -1,10 +1,13 @@
-//! Where the configuration comes from: the file or directory given with `-c`, or the default
-//! compiled into the binary. A source is read into a [`Snapshot`] on every apply, and written
-//! back from one by a rollback.
+//! Where the configuration comes from: the file or directory given with `-c`, an etcd prefix
+//! (`-c etcd://…`), or the default compiled into the binary. A source is read into a
+//! [`Snapshot`] on every apply, and written back from one by a rollback or an import.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use super::etcd::{EtcdOptions, EtcdSource};
 
 use super::load::{Loaded, config_files, process_env};
 use super::snapshot::Snapshot;
@@ -18,12 +21,19 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
 const EMBEDDED_NAME: &str = "<embedded default>";
 
 /// A source of configuration, read again on every apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Source {
     /// [`DEFAULT_CONFIG`].
     Embedded,
     /// A `.toml` file or a directory of them.
     Path(PathBuf),
+    /// Keys under an etcd prefix, one per entity.
+    Etcd {
+        /// The connection.
+        etcd: EtcdSource,
+        /// The store revision of the last read (a watch goes on from it).
+        read_revision: Arc<AtomicI64>,
+    },
 }
 
 /// Why a configuration could not be written to its source.
@@ -35,6 +45,9 @@ pub enum WriteError {
     /// A document names a file outside the source.
     #[error("\"{0}\" is not a file of this source")]
     Foreign(String),
+    /// etcd refused or could not be reached.
+    #[error("{0}")]
+    Etcd(#[from] super::etcd::EtcdError),
     /// The file system refused.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -46,11 +59,56 @@ pub enum WriteError {
 }
 
 impl Source {
+    /// The source `-c` names: `etcd://…` connects to etcd (and fails when it does not answer),
+    /// anything else is a file or directory.
+    pub fn open(arg: &str) -> Result<Source, super::etcd::EtcdError> {
+        if arg.starts_with("etcd://") {
+            let options = EtcdOptions::parse(arg, &process_env)?;
+            Ok(Source::Etcd {
+                etcd: EtcdSource::connect(options)?,
+                read_revision: Arc::new(AtomicI64::new(0)),
+            })
+        } else {
+            Ok(Source::Path(PathBuf::from(arg)))
+        }
+    }
+
     /// Reads the documents of the configuration.
     pub fn read(&self) -> Result<Snapshot, ConfigErrors> {
         match self {
             Source::Embedded => Ok(Snapshot::single(EMBEDDED_NAME, DEFAULT_CONFIG)),
             Source::Path(path) => read_path(path),
+            Source::Etcd {
+                etcd,
+                read_revision,
+            } => {
+                let (snapshot, revision) = etcd.read().map_err(|e| {
+                    ConfigErrors(vec![ConfigError {
+                        file: None,
+                        line: None,
+                        key: String::new(),
+                        message: e.to_string(),
+                    }])
+                })?;
+                read_revision.store(revision, Ordering::Relaxed);
+                Ok(snapshot)
+            }
+        }
+    }
+
+    /// The etcd connection, for an etcd source.
+    pub fn etcd(&self) -> Option<&EtcdSource> {
+        match self {
+            Source::Etcd { etcd, .. } => Some(etcd),
+            _ => None,
+        }
+    }
+
+    /// The store revision of the last read, for an etcd source.
+    pub fn read_revision(&self) -> i64 {
+        match self {
+            Source::Etcd { read_revision, .. } => read_revision.load(Ordering::Relaxed),
+            _ => 0,
         }
     }
 
@@ -65,6 +123,10 @@ impl Source {
     pub fn write(&self, snapshot: &Snapshot) -> Result<(), WriteError> {
         match self {
             Source::Embedded => Err(WriteError::ReadOnly(self.to_string())),
+            Source::Etcd { etcd, .. } => {
+                etcd.write(snapshot, None)?;
+                Ok(())
+            }
             Source::Path(path) if path.is_dir() => {
                 for (name, _) in snapshot.documents() {
                     if Path::new(name).parent() != Some(path.as_path()) {
@@ -104,7 +166,7 @@ impl Source {
     /// beside the file or directory; none for the embedded default.
     pub fn default_history_dir(&self) -> Option<PathBuf> {
         match self {
-            Source::Embedded => None,
+            Source::Embedded | Source::Etcd { .. } => None,
             Source::Path(path) => {
                 let mut dir = path.as_os_str().to_owned();
                 // `conf/` and `conf` are the same directory.
@@ -191,6 +253,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::Embedded => f.write_str("the embedded default configuration"),
             Source::Path(path) => write!(f, "{}", path.display()),
+            Source::Etcd { etcd, .. } => write!(f, "{etcd}"),
         }
     }
 }

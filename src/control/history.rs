@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::etcd::{EtcdError, EtcdSource};
 use crate::config::{Snapshot, open_private};
 
 /// One applied configuration.
@@ -136,6 +137,11 @@ impl History {
     /// A history kept in the directory `dir` (created when the first version is recorded).
     pub fn in_dir(dir: PathBuf, keep: usize) -> History {
         History::new(Box::new(DirStore { dir }), keep)
+    }
+
+    /// A history kept under the `_history/` keys of an etcd prefix.
+    pub fn in_etcd(etcd: EtcdSource, keep: usize) -> History {
+        History::new(Box::new(EtcdStore { etcd }), keep)
     }
 
     /// Where the versions are, for messages.
@@ -337,6 +343,46 @@ impl VersionStore for DirStore {
 
     fn place(&self) -> String {
         self.dir.display().to_string()
+    }
+}
+
+/// Versions as keys under `PREFIX/_history/`.
+struct EtcdStore {
+    etcd: EtcdSource,
+}
+
+impl EtcdStore {
+    fn error(&self, e: EtcdError) -> HistoryError {
+        HistoryError::Store {
+            place: self.place(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl VersionStore for EtcdStore {
+    fn numbers(&self) -> Result<Vec<u64>, HistoryError> {
+        self.etcd.history_list().map_err(|e| self.error(e))
+    }
+
+    fn get(&self, number: u64) -> Result<Option<String>, HistoryError> {
+        self.etcd.history_get(number).map_err(|e| self.error(e))
+    }
+
+    fn create(&self, number: u64, value: &str) -> Result<bool, HistoryError> {
+        match self.etcd.history_put(number, value) {
+            Ok(()) => Ok(true),
+            Err(EtcdError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn delete(&self, number: u64) -> Result<(), HistoryError> {
+        self.etcd.history_delete(number).map_err(|e| self.error(e))
+    }
+
+    fn place(&self) -> String {
+        format!("{}/_history", self.etcd)
     }
 }
 

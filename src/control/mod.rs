@@ -13,6 +13,7 @@
 //! the command line, the admin API and the tests call alike.
 
 pub mod changes;
+mod etcd_watch;
 pub mod file_watch;
 pub mod history;
 pub mod window;
@@ -65,11 +66,20 @@ pub fn read_and_check(
 
 /// The history of `source` as `lifecycle` places it: `basic.history_dir`, or `<config>.history`.
 pub fn history_of(source: &Source, lifecycle: &LifecyclePlan) -> Option<History> {
-    let dir = lifecycle
-        .history_dir
-        .clone()
-        .or_else(|| source.default_history_dir())?;
-    Some(History::in_dir(dir, lifecycle.history_keep))
+    history_at(
+        source,
+        lifecycle.history_dir.clone(),
+        lifecycle.history_keep,
+    )
+}
+
+/// The history in `dir`, or by default beside the file or under the etcd prefix.
+fn history_at(source: &Source, dir: Option<std::path::PathBuf>, keep: usize) -> Option<History> {
+    match (dir, source.etcd()) {
+        (Some(dir), _) => Some(History::in_dir(dir, keep)),
+        (None, Some(etcd)) => Some(History::in_etcd(etcd.clone(), keep)),
+        (None, None) => Some(History::in_dir(source.default_history_dir()?, keep)),
+    }
 }
 
 /// The history of `source` for the command line: only as much of the configuration is read as
@@ -77,19 +87,20 @@ pub fn history_of(source: &Source, lifecycle: &LifecyclePlan) -> Option<History>
 /// configuration can still be listed and rolled back.
 pub fn history_for(source: &Source) -> Option<History> {
     let keep = crate::runtime::compile::DEFAULT_HISTORY_KEEP;
-    match source.load() {
+    let (dir, keep) = match source.load() {
         Ok(loaded) => {
             let basic = &loaded.config.basic;
-            let dir = match &basic.history_dir {
-                Some(dir) => Some(loaded.origins.resolve("basic", dir)),
-                None => source.default_history_dir(),
-            }?;
-            Some(History::in_dir(dir, basic.history_keep.unwrap_or(keep)))
+            (
+                basic
+                    .history_dir
+                    .as_ref()
+                    .map(|dir| loaded.origins.resolve("basic", dir)),
+                basic.history_keep.unwrap_or(keep),
+            )
         }
-        Err(_) => source
-            .default_history_dir()
-            .map(|dir| History::in_dir(dir, keep)),
-    }
+        Err(_) => (None, keep),
+    };
+    history_at(source, dir, keep)
 }
 
 /// Why a configuration was not applied.
@@ -178,8 +189,8 @@ pub struct Controller {
     running: Mutex<Running>,
     upgrade: OnceLock<UpgradeHook>,
     window: window::Window,
-    /// The file watch, while one runs.
-    watch: Mutex<Option<file_watch::FileWatch>>,
+    /// The file or etcd watch, while one runs.
+    watch: Mutex<Option<Box<dyn Send>>>,
 }
 
 /// How the process started.
@@ -280,18 +291,24 @@ impl Controller {
 
     fn start_watching(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
-        match file_watch::FileWatch::start(&self.source, move || {
+        let apply = move |trigger: &str| {
             if let Some(controller) = weak.upgrade() {
-                controller.apply_and_log(Record::new("file watch"));
+                controller.apply_and_log(Record::new(trigger));
             }
-        }) {
-            Ok(Some(watch)) => {
-                tracing::info!("watching {} for changes", self.source);
-                *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!("cannot watch {}: {e}", self.source),
-        }
+        };
+        let watch: Box<dyn Send> = match self.source.etcd() {
+            Some(etcd) => Box::new(etcd_watch::start(etcd, self.source.read_revision(), apply)),
+            None => match file_watch::FileWatch::start(&self.source, move || apply("file watch")) {
+                Ok(Some(watch)) => Box::new(watch),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!("cannot watch {}: {e}", self.source);
+                    return;
+                }
+            },
+        };
+        tracing::info!("watching {} for changes", self.source);
+        *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
     }
 
     /// Reads the source and applies what it holds.
