@@ -315,7 +315,7 @@ impl Controller {
     pub fn apply(&self, record: Record) -> Result<Applied, ApplyError> {
         let mut running = self.lock();
         let result = self.apply_source(&mut running, record);
-        self.after_attempt(&running, result.as_ref().ok());
+        self.after_attempt(result.as_ref().ok());
         result
     }
 
@@ -343,16 +343,34 @@ impl Controller {
         snapshot: Snapshot,
         record: Record,
     ) -> Result<Applied, ApplyError> {
+        self.write_and_apply(snapshot, record, true)
+    }
+
+    /// Checks `snapshot`, writes it to the source and applies it; when `must_write` is false a
+    /// source that cannot be written to is logged and the snapshot applied anyway.
+    fn write_and_apply(
+        &self,
+        snapshot: Snapshot,
+        record: Record,
+        must_write: bool,
+    ) -> Result<Applied, ApplyError> {
         let mut running = self.lock();
         if running.upgrading {
             return Err(ApplyError::Upgrading);
         }
         let result = (|| {
             let candidate = check(snapshot, &self.registry, Some(&self.runtime.load()))?;
-            self.source.write(&candidate.snapshot)?;
+            match self.source.write(&candidate.snapshot) {
+                Ok(()) => {}
+                Err(e) if !must_write => tracing::error!(
+                    "cannot write the configuration back to {}; it is applied, but the source still holds the one it replaces: {e}",
+                    self.source
+                ),
+                Err(e) => return Err(e.into()),
+            }
             self.apply_candidate(&mut running, candidate, record)
         })();
-        self.after_attempt(&running, result.as_ref().ok());
+        self.after_attempt(result.as_ref().ok());
         result
     }
 
@@ -491,7 +509,7 @@ impl Controller {
     /// After an apply, applied or not: drops the metric series of names the running
     /// configuration no longer has (compiling a rejected one may have resolved some) and counts
     /// the attempt.
-    fn after_attempt(&self, _running: &Running, applied: Option<&Applied>) {
+    fn after_attempt(&self, applied: Option<&Applied>) {
         let metrics = metrics();
         let dropped = metrics.retain(&live_names(&self.runtime.load()));
         if dropped > 0 {
@@ -508,7 +526,8 @@ impl Controller {
     /// the window).
     fn roll_back_automatically(&self, snapshot: Snapshot, note: String) {
         let record = Record::new("automatic rollback").noting(note.clone());
-        match self.apply_snapshot(snapshot, record) {
+        // Serving the previous configuration matters more than the source holding it.
+        match self.write_and_apply(snapshot, record, false) {
             Ok(applied) => {
                 metrics().rolled_back();
                 tracing::warn!(
