@@ -66,18 +66,20 @@ pub fn plan(source: &Source, registry: &Registry, against: Option<PathBuf>) -> E
 /// A configuration read from a version, with the warnings it compiles with.
 type Checked = (pingap::config::schema::Config, Vec<String>);
 
-/// The configuration of `version`. One that no longer compiles (a file it names is gone) is
-/// compared as read, without warnings.
+/// The configuration of `version`, as written (`${ENV}` not expanded). One that no longer
+/// compiles (a file it names is gone) is compared as read, without warnings.
 fn checked(version: &control::Version) -> Result<Checked, String> {
-    let loaded = version
+    let context = |e| format!("version {} of the history: {e}", version.number);
+    let config = control::as_written(&version.snapshot).map_err(context)?;
+    let registry = pingap::runtime::plugin_registry();
+    let warnings = version
         .snapshot
         .load(&pingap::config::load::process_env)
-        .map_err(|e| format!("version {} of the history: {e}", version.number))?;
-    let registry = pingap::runtime::plugin_registry();
-    let warnings = pingap::runtime::compile(&loaded, &registry, None)
+        .ok()
+        .and_then(|loaded| pingap::runtime::compile(&loaded, &registry, None).ok())
         .map(|compiled| compiled.warnings)
         .unwrap_or_default();
-    Ok((loaded.config, warnings))
+    Ok((config, warnings))
 }
 
 /// The newest version of `history` and its configuration.

@@ -2,9 +2,10 @@
 //! the running process: the `plan` shown before an apply (`pingap plan`, the admin API's dry
 //! runs) and the test the apply path uses to decide between a swap and a graceful upgrade.
 //!
-//! Entities are compared key by key on their checked form (after `${ENV}` interpolation), so a
-//! change of formatting or comments is no change. Values of keys that may hold secrets are never
-//! shown.
+//! Entities are compared key by key on their parsed form, so a change of formatting or comments is
+//! no change. The configurations compared are as written (`${ENV}` references not expanded), and
+//! a value is shown as `***` when its key or its text mentions a secret (a password, a token, a
+//! key, an authorization, users of an authentication plugin) or holds a PEM block.
 
 use std::fmt::Write as _;
 
@@ -91,15 +92,19 @@ const START_ONLY_BASIC: [&str; 13] = [
 /// Keys of a server that belong to its listener.
 const LISTENER_KEYS: [&str; 5] = ["addr", "threads", "h2c", "enable_h2", "max_connections"];
 
-/// Parts of a key name that mark a value as a secret; `hash_key`-like names are not.
-const SECRET_WORDS: [&str; 7] = [
+/// Words that mark a value as a secret when its key's name or its own text has them; a few key
+/// names that have them but hold none are shown.
+const SECRET_WORDS: [&str; 10] = [
     "password",
+    "passwd",
     "secret",
     "token",
     "key",
     "credential",
-    "authorization",
+    "auth",
     "private",
+    "users",
+    "cookie",
 ];
 const NOT_SECRET: [&str; 3] = ["hash_key", "key_headers", "key_cookies"];
 
@@ -311,13 +316,14 @@ fn collect_changes(
             collect_changes(&key, b, a, out);
             continue;
         }
-        let secret = is_secret(name);
+        let secret_key = is_secret_key(name);
         let show = |value: Option<&toml::Value>| {
             value.map(|value| {
-                if secret || looks_like_pem(value) {
+                let text = value.to_string();
+                if secret_key || mentions_secret(&text) {
                     "***".to_string()
                 } else {
-                    shorten(&value.to_string())
+                    shorten(&text)
                 }
             })
         };
@@ -329,13 +335,15 @@ fn collect_changes(
     }
 }
 
-fn is_secret(name: &str) -> bool {
+fn is_secret_key(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    !NOT_SECRET.contains(&name.as_str()) && SECRET_WORDS.iter().any(|w| name.contains(w))
+    !NOT_SECRET.contains(&name.as_str()) && mentions_secret(&name)
 }
 
-fn looks_like_pem(value: &toml::Value) -> bool {
-    value.to_string().contains("-----BEGIN")
+/// Whether `text` names a secret (`Authorization: Bearer …`, `api_key`) or holds a PEM block.
+fn mentions_secret(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("-----begin") || SECRET_WORDS.iter().any(|w| text.contains(w))
 }
 
 fn shorten(text: &str) -> String {

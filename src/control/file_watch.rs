@@ -1,28 +1,33 @@
 //! Watching a configuration file or directory: a change is applied once the writes have
-//! settled (debounced), whatever way the editor saved it.
+//! settled, whatever way the editor saved it.
 //!
 //! For a file, its directory is watched and events are filtered to the file's name: editors and
 //! `pingap rollback` save by writing a new file and renaming it over the old one, which a watch
 //! on the file itself would lose after the first save. For a directory, events of its `.toml`
-//! files count.
+//! files count. Only events that change a file count (created, written, renamed, removed): the
+//! kernel also reports opens and reads, and the apply reads the file, so counting those would
+//! make every apply trigger the next.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use notify::RecursiveMode;
-use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use crate::config::Source;
 
 /// How long the files must be quiet before the change is applied.
 const SETTLE: Duration = Duration::from_millis(200);
+/// The longest a stream of writes delays the apply.
+const MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// Which changed paths count.
 type Filter = Box<dyn Fn(&Path) -> bool + Send>;
 
-/// A running watch; dropping it stops watching.
+/// A running watch; dropping it stops watching (and its thread).
 pub struct FileWatch {
-    _debouncer: Debouncer<notify::RecommendedWatcher>,
+    _watcher: RecommendedWatcher,
 }
 
 impl FileWatch {
@@ -51,20 +56,48 @@ impl FileWatch {
                 Box::new(move |changed: &Path| changed.file_name() == name.as_deref()),
             )
         };
-        let mut debouncer =
-            new_debouncer(SETTLE, move |result: DebounceEventResult| match result {
-                Ok(events) => {
-                    if events.iter().any(|event| wanted(&event.path)) {
-                        on_change();
-                    }
+        let (events, received) = mpsc::channel::<()>();
+        let mut watcher =
+            notify::recommended_watcher(move |result: notify::Result<Event>| match result {
+                Ok(event)
+                    if changes_content(&event.kind) && event.paths.iter().any(|p| wanted(p)) =>
+                {
+                    let _ = events.send(());
                 }
+                Ok(_) => {}
                 Err(e) => tracing::warn!("configuration watch: {e}"),
             })?;
-        debouncer
-            .watcher()
-            .watch(&watched, RecursiveMode::NonRecursive)?;
-        Ok(Some(FileWatch {
-            _debouncer: debouncer,
-        }))
+        watcher.watch(&watched, RecursiveMode::NonRecursive)?;
+        std::thread::Builder::new()
+            .name("config watch".to_string())
+            .spawn(move || settle_and_apply(&received, &on_change))
+            .map_err(|e| notify::Error::generic(&e.to_string()))?;
+        Ok(Some(FileWatch { _watcher: watcher }))
+    }
+}
+
+/// Whether an event can mean new content: not an open, a read, or a close after reading.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// Calls `on_change` once the events have stopped for [`SETTLE`] (or [`MAX_DELAY`] after the
+/// first), until the watcher, and with it the sender, is gone.
+fn settle_and_apply(received: &mpsc::Receiver<()>, on_change: &dyn Fn()) {
+    while received.recv().is_ok() {
+        let first = Instant::now();
+        loop {
+            let left = MAX_DELAY.saturating_sub(first.elapsed());
+            match received.recv_timeout(SETTLE.min(left)) {
+                Ok(()) if !left.is_zero() => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                _ => break,
+            }
+        }
+        on_change();
     }
 }

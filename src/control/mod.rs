@@ -34,7 +34,8 @@ pub use history::{History, HistoryError, Record, Version};
 pub struct Candidate {
     /// Its documents, as the source holds them.
     pub snapshot: Snapshot,
-    /// Its settings, after `${ENV}` interpolation.
+    /// Its settings as written: `${ENV}` references are kept as they are, so a plan or a diff
+    /// made from them never shows what the environment holds (secrets, typically).
     pub config: Config,
     /// What it compiles to.
     pub compiled: Compiled,
@@ -48,11 +49,22 @@ pub fn check(
 ) -> Result<Candidate, ConfigErrors> {
     let loaded = snapshot.load(&crate::config::load::process_env)?;
     let compiled = compile(&loaded, registry, previous)?;
+    let config = if snapshot.documents().any(|(_, text)| text.contains("${")) {
+        as_written(&snapshot)?
+    } else {
+        loaded.config
+    };
     Ok(Candidate {
         snapshot,
-        config: loaded.config,
+        config,
         compiled,
     })
+}
+
+/// The settings of `snapshot` with every `${NAME}` left as written.
+pub fn as_written(snapshot: &Snapshot) -> Result<Config, ConfigErrors> {
+    let unexpanded = |name: &str| Some(format!("${{{name}}}"));
+    Ok(snapshot.load(&unexpanded)?.config)
 }
 
 /// Reads `source` and checks what it holds.
