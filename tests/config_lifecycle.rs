@@ -115,8 +115,10 @@ fn default_history(config: &Path) -> PathBuf {
 fn version_files(dir: &Path) -> Vec<u64> {
     let mut numbers: Vec<u64> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| {
-            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        // A version being written is a hidden temporary file until it is linked to its number.
+        .filter(|name| !name.starts_with('.'))
+        .map(|name| {
             let stem = name
                 .strip_suffix(".json")
                 .filter(|stem| stem.len() == 12)
@@ -170,6 +172,8 @@ async fn watch_applies_a_saved_file_and_keeps_the_running_one_when_it_is_invalid
     );
     let rejected = "(file watch) rejected, keeping the running one";
     wait_line(&pingap, &[rejected]).await;
+    // The errors follow the first line of the report; wait for them to be read too.
+    wait_line(&pingap, &["no upstream named \"missing\""]).await;
     let report = output_from(&pingap.output, rejected);
     assert!(
         report.contains("locations.api.upstream: no upstream named \"missing\""),

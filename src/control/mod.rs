@@ -305,7 +305,7 @@ impl Controller {
         let weak = Arc::downgrade(self);
         let apply = move |trigger: &str| {
             if let Some(controller) = weak.upgrade() {
-                controller.apply_and_log(Record::new(trigger));
+                controller.apply_and_log(Record::new(trigger), true);
             }
         };
         let watch: Box<dyn Send> = match self.source.etcd() {
@@ -323,18 +323,29 @@ impl Controller {
         *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
     }
 
-    /// Reads the source and applies what it holds.
+    /// Reads the source and applies what it holds, even when its text is the running one's (an
+    /// operator's SIGHUP also picks up files the configuration names, such as certificates).
     pub fn apply(&self, record: Record) -> Result<Applied, ApplyError> {
+        self.apply_from_source(record, false)
+    }
+
+    /// Reads the source and applies what it holds unless its text is the running one's (the
+    /// watches: a save that changed nothing, or the echo of pingap's own write).
+    pub fn apply_if_changed(&self, record: Record) -> Result<Applied, ApplyError> {
+        self.apply_from_source(record, true)
+    }
+
+    fn apply_from_source(&self, record: Record, if_changed: bool) -> Result<Applied, ApplyError> {
         let mut running = self.lock();
-        let result = self.apply_source(&mut running, record);
+        let result = self.apply_source(&mut running, record, if_changed);
         self.after_attempt(result.as_ref().ok());
         result
     }
 
-    /// [`Controller::apply`], with the outcome logged.
-    pub fn apply_and_log(&self, record: Record) {
+    /// [`Controller::apply`] (or [`Controller::apply_if_changed`]), with the outcome logged.
+    pub fn apply_and_log(&self, record: Record, if_changed: bool) {
         let trigger = record.trigger.clone();
-        match self.apply(record) {
+        match self.apply_from_source(record, if_changed) {
             Ok(applied) => log_applied(&trigger, &self.source, &applied),
             Err(ApplyError::Upgrading) => tracing::info!(
                 "configuration from {} ({trigger}) left to the new process: {}",
@@ -416,12 +427,17 @@ impl Controller {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn apply_source(&self, running: &mut Running, record: Record) -> Result<Applied, ApplyError> {
+    fn apply_source(
+        &self,
+        running: &mut Running,
+        record: Record,
+        if_changed: bool,
+    ) -> Result<Applied, ApplyError> {
         if running.upgrading {
             return Err(ApplyError::Upgrading);
         }
         let snapshot = self.source.read()?;
-        if snapshot.digest() == running.snapshot.digest() {
+        if if_changed && snapshot.digest() == running.snapshot.digest() {
             return Ok(Applied {
                 outcome: Outcome::Unchanged,
                 changes: Changes::default(),

@@ -83,7 +83,7 @@ impl ShutdownSignalWatch for SignalWatch {
                     let controller = self.controller.clone();
                     // The apply reads files (or etcd) and compiles: off the async threads.
                     let _ = tokio::task::spawn_blocking(move || {
-                        controller.apply_and_log(Record::new("sighup"))
+                        controller.apply_and_log(Record::new("sighup"), false)
                     })
                     .await;
                 }
