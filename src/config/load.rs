@@ -117,19 +117,31 @@ struct Loader<'e> {
 }
 
 /// One file being read.
-struct Source<'t> {
+struct Source {
     file: Arc<Path>,
-    text: &'t str,
+    /// The byte offset where each line starts (the first is 0), to find the line of a span by
+    /// binary search: every key of every table is placed, so counting newlines from the start of
+    /// the file each time would cost time quadratic in its size.
+    line_starts: Vec<usize>,
 }
 
-impl Source<'_> {
+impl Source {
+    fn new(file: Arc<Path>, text: &str) -> Source {
+        let mut line_starts = Vec::with_capacity(text.len() / 32 + 1);
+        line_starts.push(0);
+        line_starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(at, _)| at + 1),
+        );
+        Source { file, line_starts }
+    }
+
+    /// The 1-based line of byte `offset` (offsets past the end are on the last line).
     fn line(&self, offset: usize) -> usize {
-        let offset = offset.min(self.text.len());
-        self.text.as_bytes()[..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        // Lines starting at or before the offset; the first always does.
+        self.line_starts.partition_point(|&start| start <= offset)
     }
 
     fn error(&self, span: Option<Range<usize>>, key: String, message: String) -> ConfigError {
@@ -179,10 +191,7 @@ impl<'e> Loader<'e> {
     }
 
     fn add_file(&mut self, path: &Path, text: &str) {
-        let source = Source {
-            file: Arc::from(path),
-            text,
-        };
+        let source = Source::new(Arc::from(path), text);
         let mut document = match DeTable::parse(text) {
             Ok(document) => document,
             Err(e) => {
@@ -220,7 +229,7 @@ impl<'e> Loader<'e> {
     /// Replaces `${NAME}` in every string under `value`.
     fn interpolate(
         &mut self,
-        source: &Source<'_>,
+        source: &Source,
         value: &mut Spanned<DeValue<'_>>,
         path: &mut String,
     ) {
@@ -257,7 +266,7 @@ impl<'e> Loader<'e> {
         }
     }
 
-    fn add_single(&mut self, source: &Source<'_>, section: &str, value: Spanned<DeValue<'_>>) {
+    fn add_single(&mut self, source: &Source, section: &str, value: Spanned<DeValue<'_>>) {
         if let Some(previous) = self.origins.get(section) {
             let message = format!(
                 "defined twice: in {}:{} and in {}:{}",
@@ -283,7 +292,7 @@ impl<'e> Loader<'e> {
         }
     }
 
-    fn add_named(&mut self, source: &Source<'_>, section: &str, value: Spanned<DeValue<'_>>) {
+    fn add_named(&mut self, source: &Source, section: &str, value: Spanned<DeValue<'_>>) {
         let span = value.span();
         let DeValue::Table(entries) = value.into_inner() else {
             self.errors.push(source.error(
@@ -332,7 +341,7 @@ impl<'e> Loader<'e> {
 
 fn insert<T: DeserializeOwned>(
     map: &mut IndexMap<String, T>,
-    source: &Source<'_>,
+    source: &Source,
     table: &str,
     name: String,
     value: Spanned<DeValue<'_>>,
@@ -343,7 +352,7 @@ fn insert<T: DeserializeOwned>(
 }
 
 fn deserialize<T: DeserializeOwned>(
-    source: &Source<'_>,
+    source: &Source,
     table: &str,
     value: Spanned<DeValue<'_>>,
 ) -> Result<T, ConfigError> {
@@ -408,6 +417,28 @@ mod tests {
         assert_eq!(names, ["b", "a"]);
         assert_eq!(loaded.config.locations["x"].path.as_deref(), Some("/x"));
         assert_eq!(loaded.origins.get("locations.x").unwrap().line, 5);
+    }
+
+    #[test]
+    fn lines_are_found_by_the_index_as_by_counting_newlines() {
+        for text in [
+            "",
+            "a",
+            "\n",
+            "a\nb",
+            "a\n\nbc\n",
+            "[x]\r\ny = 1\n\n\nz = 2",
+        ] {
+            let source = Source::new(Arc::from(Path::new("/t.toml")), text);
+            for offset in 0..text.len() + 3 {
+                let counted = text.as_bytes()[..offset.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
+                assert_eq!(source.line(offset), counted, "{text:?} at {offset}");
+            }
+        }
     }
 
     #[test]

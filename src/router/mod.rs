@@ -253,18 +253,39 @@ impl<T> Router<T> {
             })
             .collect();
 
-        let mut exact_hosts: Vec<&str> = Vec::new();
-        for pattern in routes.iter().flat_map(|route| &route.hosts) {
-            if let HostPattern::Exact(host) = pattern
-                && !exact_hosts.contains(&host.as_str())
-            {
-                exact_hosts.push(host);
+        // The routes naming each exact host, and those that may match hosts they do not name
+        // (wildcard, regex, no host): an exact host's list is made of these two only, so the
+        // index costs the size of the table rather than hosts × routes.
+        let mut by_exact: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut inexact = Vec::new();
+        for (index, route) in routes.iter().enumerate() {
+            if route.hosts.is_empty() {
+                inexact.push(index);
+            }
+            let mut any_inexact = false;
+            for pattern in &route.hosts {
+                match pattern {
+                    HostPattern::Exact(host) => {
+                        let list = by_exact.entry(host.as_str()).or_default();
+                        if list.last() != Some(&index) {
+                            list.push(index);
+                        }
+                    }
+                    _ => any_inexact = true,
+                }
+            }
+            if any_inexact {
+                inexact.push(index);
             }
         }
-        let by_host = exact_hosts
+        let by_host = by_exact
             .into_iter()
-            .map(|host| {
-                let list = ranked(&routes, |route| {
+            .map(|(host, named)| {
+                let mut indexes = named;
+                indexes.extend_from_slice(&inexact);
+                indexes.sort_unstable();
+                indexes.dedup();
+                let list = ranked(&routes, indexes, |route| {
                     route
                         .host_class(|pattern| pattern.matches(host))
                         .map(|class| (class, false))
@@ -272,7 +293,7 @@ impl<T> Router<T> {
                 (Box::<str>::from(host), list)
             })
             .collect();
-        let other_hosts = ranked(&routes, |route| {
+        let other_hosts = ranked(&routes, 0..routes.len(), |route| {
             route
                 .host_class(|pattern| pattern.class() != HostClass::Exact)
                 .map(|class| (class, class != HostClass::Any))
@@ -339,27 +360,68 @@ impl<T> Router<T> {
     /// `shadowed` can never match because `by` has the same hosts, a path covering its path, no
     /// conditions, and is always tried first.
     pub fn shadowed(&self) -> Vec<(usize, usize)> {
-        let host_set = |route: &Route<T>| {
+        // Only routes with the same hosts shadow each other, and those rank by the same host
+        // class: each group is walked in rank order, looking up the paths that would cover each
+        // route among the condition-less routes seen before it, so the cost grows with the size
+        // of the table (and the length of its paths), not its square.
+        let mut groups: HashMap<Vec<String>, Vec<usize>> = HashMap::new();
+        for (index, route) in self.routes.iter().enumerate() {
             let mut hosts: Vec<String> = route.hosts.iter().map(HostPattern::text).collect();
             hosts.sort();
             hosts.dedup();
-            hosts
-        };
+            groups.entry(hosts).or_default().push(index);
+        }
         let mut pairs = Vec::new();
-        for (index, route) in self.routes.iter().enumerate() {
-            let hosts = host_set(route);
-            let class = route.host_class(|_| true).unwrap_or(HostClass::Any);
-            let shadow = self.routes.iter().enumerate().find(|(other_index, other)| {
-                *other_index != index
-                    && other.conditions.is_empty()
-                    && host_set(other) == hosts
-                    && route.path.covered_by(&other.path)
-                    && other.rank(class, *other_index) < route.rank(class, index)
-            });
-            if let Some((by, _)) = shadow {
-                pairs.push((index, by));
+        for mut members in groups.into_values() {
+            let Some(&first) = members.first() else {
+                continue;
+            };
+            let class = self.routes[first]
+                .host_class(|_| true)
+                .unwrap_or(HostClass::Any);
+            members.sort_by_key(|&index| self.routes[index].rank(class, index));
+            // The lowest index of the condition-less routes seen so far, by path.
+            let mut prefixes: HashMap<&str, usize> = HashMap::new();
+            let mut exacts: HashMap<&str, usize> = HashMap::new();
+            let mut regexes: HashMap<&str, usize> = HashMap::new();
+            for index in members {
+                let route = &self.routes[index];
+                let by = match &route.path {
+                    PathPattern::Prefix(path) | PathPattern::Exact(path) => {
+                        let mut by = path
+                            .char_indices()
+                            .map(|(at, _)| at)
+                            .chain([path.len()])
+                            .filter_map(|end| prefixes.get(&path[..end]).copied())
+                            .min();
+                        if matches!(route.path, PathPattern::Exact(_))
+                            && let Some(&exact) = exacts.get(path.as_str())
+                        {
+                            by = Some(by.map_or(exact, |by| by.min(exact)));
+                        }
+                        by
+                    }
+                    PathPattern::Regex(regex) => [prefixes.get("/"), regexes.get(regex.as_str())]
+                        .into_iter()
+                        .flatten()
+                        .copied()
+                        .min(),
+                };
+                if let Some(by) = by {
+                    pairs.push((index, by));
+                }
+                if route.conditions.is_empty() {
+                    let seen = match &route.path {
+                        PathPattern::Prefix(path) => prefixes.entry(path.as_str()),
+                        PathPattern::Exact(path) => exacts.entry(path.as_str()),
+                        PathPattern::Regex(regex) => regexes.entry(regex.as_str()),
+                    };
+                    let lowest = seen.or_insert(index);
+                    *lowest = (*lowest).min(index);
+                }
             }
         }
+        pairs.sort_unstable();
         pairs
     }
 
@@ -373,12 +435,13 @@ impl<T> Router<T> {
 /// must be checked at request time), in rank order.
 fn ranked<T>(
     routes: &[Route<T>],
+    among: impl IntoIterator<Item = usize>,
     select: impl Fn(&Route<T>) -> Option<(HostClass, bool)>,
 ) -> Box<[Candidate]> {
-    let mut list: Vec<(RankKey, Candidate)> = routes
-        .iter()
-        .enumerate()
-        .filter_map(|(order, route)| {
+    let mut list: Vec<(RankKey, Candidate)> = among
+        .into_iter()
+        .filter_map(|order| {
+            let route = routes.get(order)?;
             let (class, check_host) = select(route)?;
             let candidate = Candidate {
                 route: u32::try_from(order).ok()?,
@@ -517,6 +580,95 @@ mod tests {
             spec("behind_conditional", &[], Some("/c"), 0),
         ]);
         assert_eq!(router.shadowed(), [(1, 0), (4, 3)]);
+    }
+
+    /// The index and shadow detection by scanning every route for every host and every route,
+    /// as they were first written: the fast ones must agree with them.
+    fn by_scan(
+        router: &Router<&'static str>,
+    ) -> (HashMap<Box<str>, Vec<u32>>, Vec<(usize, usize)>) {
+        let routes = &router.routes;
+        let by_host = router
+            .by_host
+            .keys()
+            .map(|host| {
+                let list = ranked(routes, 0..routes.len(), |route| {
+                    route
+                        .host_class(|pattern| pattern.matches(host))
+                        .map(|class| (class, false))
+                });
+                (host.clone(), list.iter().map(|c| c.route).collect())
+            })
+            .collect();
+        let host_set = |route: &Route<&str>| {
+            let mut hosts: Vec<String> = route.hosts.iter().map(HostPattern::text).collect();
+            hosts.sort();
+            hosts.dedup();
+            hosts
+        };
+        let mut pairs = Vec::new();
+        for (index, route) in routes.iter().enumerate() {
+            let class = route.host_class(|_| true).unwrap_or(HostClass::Any);
+            let shadow = routes.iter().enumerate().find(|(other_index, other)| {
+                *other_index != index
+                    && other.conditions.is_empty()
+                    && host_set(other) == host_set(route)
+                    && route.path.covered_by(&other.path)
+                    && other.rank(class, *other_index) < route.rank(class, index)
+            });
+            if let Some((by, _)) = shadow {
+                pairs.push((index, by));
+            }
+        }
+        (by_host, pairs)
+    }
+
+    #[test]
+    fn the_index_and_shadows_agree_with_a_full_scan() {
+        const HOSTS: [&str; 6] = [
+            "a.example.com",
+            "b.example.com",
+            "x.b.example.com",
+            "*.b.example.com",
+            r"~^[ab]\.example\.com$",
+            "A.example.com",
+        ];
+        const PATHS: [&str; 10] = [
+            "/", "/a", "/a/b", "/ab", "=/a", "=/a/b", "=/", r"~^/a", r"~^/b", "/b",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % below as u64).unwrap()
+        };
+        let mut found = 0;
+        for _ in 0..300 {
+            let count = 1 + next(24);
+            let specs = (0..count)
+                .map(|_| {
+                    let hosts: Vec<&str> = (0..next(3)).map(|_| HOSTS[next(HOSTS.len())]).collect();
+                    let path = (next(8) > 0).then(|| PATHS[next(PATHS.len())]);
+                    let priority = [0, 0, 0, 1, -1][next(5)];
+                    let spec = spec("r", &hosts, path, priority);
+                    if next(6) == 0 {
+                        with_conditions(spec, &["GET"], &[])
+                    } else {
+                        spec
+                    }
+                })
+                .collect();
+            let router = Router::new(specs);
+            let (by_host, shadowed) = by_scan(&router);
+            for (host, list) in &router.by_host {
+                let fast: Vec<u32> = list.iter().map(|c| c.route).collect();
+                assert_eq!(fast, by_host[host], "{host}");
+            }
+            assert_eq!(router.shadowed(), shadowed);
+            found += shadowed.len();
+        }
+        assert!(found > 300, "only {found} shadowed locations: the cases are too easy");
     }
 
     #[test]
