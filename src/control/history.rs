@@ -123,6 +123,9 @@ pub trait VersionStore: Send + Sync {
 pub struct History {
     store: Box<dyn VersionStore>,
     keep: usize,
+    /// The digest of each version read or written so far (versions never change), so finding
+    /// a configuration among them does not read them all again on every apply.
+    digests: std::sync::Mutex<std::collections::HashMap<u64, String>>,
 }
 
 impl History {
@@ -131,6 +134,7 @@ impl History {
         History {
             store,
             keep: keep.max(1),
+            digests: Default::default(),
         }
     }
 
@@ -187,22 +191,47 @@ impl History {
         let numbers = self.store.numbers()?;
         let older = numbers.len().saturating_sub(1);
         for number in numbers[..older].iter().rev() {
-            if self.read(*number)?.is_some_and(|v| v.digest == digest) {
+            if self.digest_of(*number)?.is_some_and(|d| d == digest) {
                 return Ok(Some(*number));
             }
         }
         Ok(None)
     }
 
+    /// The digest of version `number`, read once.
+    fn digest_of(&self, number: u64) -> Result<Option<String>, HistoryError> {
+        if let Some(digest) = self.cached(number) {
+            return Ok(Some(digest));
+        }
+        Ok(self.read(number)?.map(|version| version.digest))
+    }
+
+    fn cached(&self, number: u64) -> Option<String> {
+        self.digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&number)
+            .cloned()
+    }
+
+    fn remember(&self, number: u64, digest: &str) {
+        self.digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(number, digest.to_string());
+    }
+
     /// Records `snapshot` as applied by `record`, unless it is the newest version already
     /// (then that version is returned). Older versions beyond the number kept are removed.
     pub fn record(&self, snapshot: &Snapshot, record: Record) -> Result<Version, HistoryError> {
         let digest = snapshot.digest();
-        let latest = self.latest()?;
-        if let Some(latest) = latest.as_ref().filter(|v| v.digest == digest) {
-            return Ok(latest.clone());
+        let newest = self.store.numbers()?.last().copied();
+        if let Some(newest) = newest
+            && self.digest_of(newest)?.is_some_and(|d| d == digest)
+        {
+            return self.get(newest);
         }
-        let mut number = latest.map_or(1, |v| v.number + 1);
+        let mut number = newest.map_or(1, |n| n + 1);
         let mut version = Version {
             number,
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -221,6 +250,7 @@ impl History {
                     message: e.to_string(),
                 })?;
             if self.store.create(number, &value)? {
+                self.remember(number, &version.digest);
                 break;
             }
             // Another process took this number.
@@ -235,6 +265,10 @@ impl History {
         let excess = numbers.len().saturating_sub(self.keep);
         for number in &numbers[..excess] {
             self.store.delete(*number)?;
+            self.digests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(number);
         }
         Ok(())
     }
@@ -243,13 +277,13 @@ impl History {
         let Some(value) = self.store.get(number)? else {
             return Ok(None);
         };
-        serde_json::from_str(&value)
-            .map(Some)
-            .map_err(|e| HistoryError::Corrupt {
-                number,
-                place: self.place(),
-                message: e.to_string(),
-            })
+        let version: Version = serde_json::from_str(&value).map_err(|e| HistoryError::Corrupt {
+            number,
+            place: self.place(),
+            message: e.to_string(),
+        })?;
+        self.remember(number, &version.digest);
+        Ok(Some(version))
     }
 }
 

@@ -345,8 +345,9 @@ impl Controller {
     /// [`Controller::apply`] (or [`Controller::apply_if_changed`]), with the outcome logged.
     pub fn apply_and_log(&self, record: Record, if_changed: bool) {
         let trigger = record.trigger.clone();
+        let began = std::time::Instant::now();
         match self.apply_from_source(record, if_changed) {
-            Ok(applied) => log_applied(&trigger, &self.source, &applied),
+            Ok(applied) => log_applied(&trigger, &self.source, &applied, began.elapsed()),
             Err(ApplyError::Upgrading) => tracing::info!(
                 "configuration from {} ({trigger}) left to the new process: {}",
                 self.source,
@@ -568,7 +569,8 @@ impl Controller {
     }
 }
 
-fn log_applied(trigger: &str, source: &Source, applied: &Applied) {
+fn log_applied(trigger: &str, source: &Source, applied: &Applied, took: std::time::Duration) {
+    let took_ms = took.as_secs_f64() * 1000.0;
     match &applied.outcome {
         Outcome::Unchanged => {
             tracing::debug!("configuration from {source} ({trigger}) unchanged");
@@ -577,6 +579,7 @@ fn log_applied(trigger: &str, source: &Source, applied: &Applied) {
             tracing::info!(
                 generation,
                 version = applied.version,
+                took_ms,
                 "configuration applied from {source} ({trigger}): {} change(s)",
                 applied.changes.entries.len()
             );
