@@ -668,7 +668,10 @@ mod tests {
             assert_eq!(router.shadowed(), shadowed);
             found += shadowed.len();
         }
-        assert!(found > 300, "only {found} shadowed locations: the cases are too easy");
+        assert!(
+            found > 300,
+            "only {found} shadowed locations: the cases are too easy"
+        );
     }
 
     #[test]
