@@ -49,7 +49,7 @@ fn config(n: usize) -> String {
             )
             .unwrap();
         } else {
-            write!(text, "path = '/svc{}/v{}'\n", i % 10, i % 3).unwrap();
+            writeln!(text, "path = '/svc{}/v{}'", i % 10, i % 3).unwrap();
             if i % 5 == 0 {
                 text.push_str("rewrite = '/'\n");
             }
