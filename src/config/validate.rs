@@ -102,26 +102,38 @@ pub fn validate(loaded: &Loaded, findings: &mut Findings) {
         }
     }
 
+    // Sets of the names in use, so each check is a lookup rather than a scan of every table.
+    let used_upstreams: HashSet<&str> = config
+        .locations
+        .values()
+        .filter_map(|l| l.upstream.as_deref())
+        .collect();
     for name in config.upstreams.keys() {
-        if !config
-            .locations
-            .values()
-            .any(|l| l.upstream.as_ref() == Some(name))
-        {
+        if !used_upstreams.contains(name.as_str()) {
             findings
                 .warnings
                 .push(format!("upstreams.{name} is not used by any location"));
         }
     }
+    let served: HashSet<&str> = config
+        .servers
+        .values()
+        .flat_map(|s| s.locations.iter().map(String::as_str))
+        .collect();
     for name in config.locations.keys() {
-        if !config.servers.values().any(|s| s.locations.contains(name)) {
+        if !served.contains(name.as_str()) {
             findings
                 .warnings
                 .push(format!("locations.{name} is not served by any server"));
         }
     }
+    let used_plugins: HashSet<&str> = config
+        .locations
+        .values()
+        .flat_map(|l| l.plugins.iter().map(String::as_str))
+        .collect();
     for name in config.plugins.keys() {
-        if !config.locations.values().any(|l| l.plugins.contains(name)) {
+        if !used_plugins.contains(name.as_str()) {
             findings
                 .warnings
                 .push(format!("plugins.{name} is not used by any location"));

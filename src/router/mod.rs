@@ -582,12 +582,12 @@ mod tests {
         assert_eq!(router.shadowed(), [(1, 0), (4, 3)]);
     }
 
-    /// The exact-host index and the shadowed pairs, as a scan finds them.
-    type Scanned = (HashMap<Box<str>, Vec<u32>>, Vec<(usize, usize)>);
+    /// Each exact host's candidate routes, as indexes.
+    type ScannedIndex = HashMap<Box<str>, Vec<u32>>;
 
     /// The index and shadow detection by scanning every route for every host and every route,
     /// as they were first written: the fast ones must agree with them.
-    fn by_scan(router: &Router<&'static str>) -> Scanned {
+    fn by_scan(router: &Router<&'static str>) -> (ScannedIndex, Vec<(usize, usize)>) {
         let routes = &router.routes;
         let by_host = router
             .by_host
