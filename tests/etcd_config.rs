@@ -53,13 +53,6 @@ async fn serves(url: &str, backend: &str) -> bool {
     false
 }
 
-async fn metric(url: &str, name: &str) -> Option<f64> {
-    let text = common::get(url, &[]).await.text().await.ok()?;
-    text.lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.split_whitespace().last()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pingap_serves_and_follows_a_configuration_in_etcd() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
@@ -92,7 +85,10 @@ async fn pingap_serves_and_follows_a_configuration_in_etcd() {
     let metrics = pingap.metrics_url();
     let main = pingap.url("main", "/");
     assert_eq!(backend_of(&main).await.as_deref(), Some("a"));
-    assert_eq!(metric(&metrics, "pingap_config_source_up").await, Some(1.0));
+    assert_eq!(
+        common::metric(&metrics, "pingap_config_source_up").await,
+        Some(1.0)
+    );
 
     // One entity written on its own, as an operator would with etcdctl.
     let operator = EtcdSource::connect(EtcdOptions::parse(&url, &|_| None).unwrap()).unwrap();
@@ -143,7 +139,10 @@ async fn pingap_serves_and_follows_a_configuration_in_etcd() {
         "{}",
         pingap.output.text()
     );
-    assert_eq!(metric(&metrics, "pingap_config_source_up").await, Some(0.0));
+    assert_eq!(
+        common::metric(&metrics, "pingap_config_source_up").await,
+        Some(0.0)
+    );
     assert_eq!(backend_of(&main).await.as_deref(), Some("b"));
 
     // It comes back; a change made then is applied.
@@ -156,7 +155,10 @@ async fn pingap_serves_and_follows_a_configuration_in_etcd() {
         "{}",
         pingap.output.text()
     );
-    assert_eq!(metric(&metrics, "pingap_config_source_up").await, Some(1.0));
+    assert_eq!(
+        common::metric(&metrics, "pingap_config_source_up").await,
+        Some(1.0)
+    );
     let (ok, output) = import(&url, &config(&a));
     assert!(ok, "{output}");
     assert!(serves(&main, "a").await, "{}", pingap.output.text());

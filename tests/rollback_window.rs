@@ -63,13 +63,6 @@ impl Load {
     }
 }
 
-async fn metric(url: &str, name: &str) -> Option<f64> {
-    let text = common::get(url, &[]).await.text().await.ok()?;
-    text.lines()
-        .find(|line| line.starts_with(name))
-        .and_then(|line| line.split_whitespace().last()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configuration_that_breaks_a_location_is_rolled_back_within_the_window() {
     let backend = Backend::start("good").await;
@@ -135,7 +128,7 @@ async fn a_configuration_that_breaks_a_location_is_rolled_back_within_the_window
     assert!(last_line.contains("automatic rollback"), "{listing}");
     assert!(last_line.contains("restores version 1"), "{listing}");
     assert_eq!(
-        metric(&metrics, "pingap_config_rollbacks_total").await,
+        common::metric(&metrics, "pingap_config_rollbacks_total").await,
         Some(1.0)
     );
 }
@@ -171,7 +164,7 @@ async fn a_good_configuration_under_the_same_load_stays() {
         changed
     );
     assert_eq!(
-        metric(&metrics, "pingap_config_rollbacks_total").await,
+        common::metric(&metrics, "pingap_config_rollbacks_total").await,
         Some(0.0)
     );
 }

@@ -351,6 +351,14 @@ pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (u16, V
     (status, reply[split + 4..].to_vec())
 }
 
+/// The value of the first series of the `/metrics` page at `url` whose line starts with `name`.
+pub async fn metric(url: &str, name: &str) -> Option<f64> {
+    let text = get(url, &[]).await.text().await.ok()?;
+    text.lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.split_whitespace().last()?.parse().ok())
+}
+
 /// Polls `check` until it holds or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
