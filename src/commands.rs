@@ -205,3 +205,51 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("pingap: {message}");
     ExitCode::FAILURE
 }
+
+/// `pingap hash-password`: the argon2 hash of the password read from standard input.
+pub fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("pingap: cannot read the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!(
+            "pingap: give the password on standard input, e.g. `pingap hash-password < file`"
+        );
+        return ExitCode::FAILURE;
+    }
+    match pingap::admin::auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pingap: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pingap new-token NAME`: a random token and its `[admin] tokens` entry.
+pub fn new_token(name: &str) -> ExitCode {
+    let (token, digest) = pingap::admin::auth::new_token();
+    println!("token (give it to the client; pingap keeps only its digest): {token}");
+    println!("[admin] tokens entry: \"{name}:{digest}\"");
+    ExitCode::SUCCESS
+}
+
+/// `pingap openapi`: the admin API's OpenAPI document.
+pub fn openapi() -> ExitCode {
+    match pingap::admin::openapi_document().to_pretty_json() {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pingap: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -17,6 +17,7 @@
 //! * [`config`]: reading TOML files into a checked configuration;
 //! * the `pingap-plugins` crate: the plugin model, the built-in plugins and [`vars`].
 
+pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod control;

@@ -115,6 +115,17 @@ enum Command {
     },
     /// Print the whole configuration of the source (-c) as one TOML document.
     Export,
+    /// Read a password (one line on standard input) and print its argon2 hash for
+    /// `[admin] users = ["NAME:HASH"]`.
+    HashPassword,
+    /// Make a new random API token for the admin API: prints the token (give it to the client,
+    /// it is not stored) and the line for `[admin] tokens`.
+    NewToken {
+        /// The token's name (shown as the author of the changes made with it).
+        name: String,
+    },
+    /// Print the admin API's OpenAPI document.
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -138,6 +149,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Import { file }) => return commands::import(&source, &registry, file),
         Some(Command::Export) => return commands::export(&source),
+        Some(Command::HashPassword) => return commands::hash_password(),
+        Some(Command::NewToken { name }) => return commands::new_token(&name),
+        Some(Command::Openapi) => return commands::openapi(),
         Some(Command::Explain {
             request,
             headers,

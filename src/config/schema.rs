@@ -286,6 +286,9 @@ pub struct Server {
     pub tls_min_version: Option<String>,
     /// The most client connections open at once on this listener (default: no limit).
     pub max_connections: Option<usize>,
+    /// A path pingap answers itself with 200 (503 while draining), before routing and plugins:
+    /// a health check for the load balancer in front (e.g. `"/healthz"`).
+    pub health_path: Option<String>,
 }
 
 /// `[plugins.NAME]`: a type, an optional priority, and the type's own settings.
@@ -355,10 +358,30 @@ pub struct Admin {
     /// Whether the admin API and dashboard are served.
     #[serde(default)]
     pub enabled: bool,
-    /// Listen address.
+    /// Listen address (default `127.0.0.1:9180`; `PINGAP_ADMIN_ADDR` overrides it).
     pub addr: Option<String>,
-    /// User name for basic authentication.
+    /// One user's name, with `password` (`PINGAP_ADMIN_USER` overrides it).
     pub user: Option<String>,
-    /// Password for basic authentication.
+    /// That user's password: an argon2 hash (`$argon2id$…`, from `pingap hash-password`), or a
+    /// plain password, accepted with a warning (`PINGAP_ADMIN_PASSWORD` overrides it).
     pub password: Option<String>,
+    /// Users as `"name:$argon2id$…"`.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// API tokens for automation as `"name:<sha256 hex of the token>"` (from
+    /// `pingap hash-token`), sent as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Certificate chain for HTTPS: a PEM file path or inline PEM.
+    pub tls_cert: Option<String>,
+    /// Its private key: a PEM file path or inline PEM.
+    pub tls_key: Option<String>,
+    /// A session ends after this long without a request (default 30m).
+    pub session_idle_timeout: Option<ConfigDuration>,
+    /// A session ends this long after the login, however active (default 12h).
+    pub session_lifetime: Option<ConfigDuration>,
+    /// Failed logins from one address before it is locked out (default 5).
+    pub lockout_threshold: Option<u32>,
+    /// How long a locked-out address waits (default 15m).
+    pub lockout_duration: Option<ConfigDuration>,
 }

@@ -11,10 +11,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::secrets::{is_secret_key, mentions_secret};
 use crate::config::schema::Config;
 
 /// How an entity changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// It is new.
@@ -26,7 +27,7 @@ pub enum ChangeKind {
 }
 
 /// One key of an entity that changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KeyChange {
     /// The key, e.g. `addrs` or `settings.limit`.
     pub key: String,
@@ -37,7 +38,7 @@ pub struct KeyChange {
 }
 
 /// What a change does to the running process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "message", rename_all = "snake_case")]
 pub enum Impact {
     /// It cannot be applied to the running process: pingap applies it by starting a new
@@ -50,7 +51,7 @@ pub enum Impact {
 }
 
 /// One entity that changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Change {
     /// `basic`, `servers.web`, `locations.api`, …
     pub entity: String,
@@ -63,7 +64,7 @@ pub struct Change {
 }
 
 /// Everything a new configuration changes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Changes {
     /// The entities that changed, in configuration order.
     pub entries: Vec<Change>,
@@ -91,22 +92,6 @@ const START_ONLY_BASIC: [&str; 13] = [
 
 /// Keys of a server that belong to its listener.
 const LISTENER_KEYS: [&str; 5] = ["addr", "threads", "h2c", "enable_h2", "max_connections"];
-
-/// Words that mark a value as a secret when its key's name or its own text has them; a few key
-/// names that have them but hold none are shown.
-const SECRET_WORDS: [&str; 10] = [
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "key",
-    "credential",
-    "auth",
-    "private",
-    "users",
-    "cookie",
-];
-const NOT_SECRET: [&str; 3] = ["hash_key", "key_headers", "key_cookies"];
 
 impl Changes {
     /// The changes from `before` (the running configuration; `None` at the first start) to
@@ -333,17 +318,6 @@ fn collect_changes(
             after: show(a),
         });
     }
-}
-
-fn is_secret_key(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    !NOT_SECRET.contains(&name.as_str()) && mentions_secret(&name)
-}
-
-/// Whether `text` names a secret (`Authorization: Bearer …`, `api_key`) or holds a PEM block.
-fn mentions_secret(text: &str) -> bool {
-    let text = text.to_ascii_lowercase();
-    text.contains("-----begin") || SECRET_WORDS.iter().any(|w| text.contains(w))
 }
 
 fn shorten(text: &str) -> String {

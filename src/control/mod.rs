@@ -16,6 +16,7 @@ pub mod changes;
 mod etcd_watch;
 pub mod file_watch;
 pub mod history;
+pub mod secrets;
 pub mod window;
 
 use std::net::SocketAddr;
@@ -115,6 +116,20 @@ pub fn history_for(source: &Source) -> Option<History> {
     history_at(source, dir, keep)
 }
 
+/// Whether two snapshots hold the same configuration: the same documents, or documents laid out
+/// differently (etcd keeps one key per entity) with the same settings.
+fn same_configuration(a: &Snapshot, b: &Snapshot) -> bool {
+    if a.digest() == b.digest() {
+        return true;
+    }
+    let settings = |snapshot: &Snapshot| {
+        as_written(snapshot)
+            .ok()
+            .and_then(|config| toml::Value::try_from(&config).ok())
+    };
+    matches!((settings(a), settings(b)), (Some(a), Some(b)) if a == b)
+}
+
 /// Why a configuration was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -138,6 +153,12 @@ pub enum ApplyError {
     /// A graceful upgrade is under way; the new process applies what the source holds.
     #[error("a graceful upgrade is under way; the new process applies the source when it starts")]
     Upgrading,
+    /// The source holds a configuration that is not the running one (edited and not applied
+    /// yet): an edit of the running configuration would overwrite it.
+    #[error(
+        "{0} was changed and the change is not applied yet; apply it (SIGHUP, or enable the watch) or undo it, then retry"
+    )]
+    SourceChanged(String),
 }
 
 /// What an apply did.
@@ -277,6 +298,16 @@ impl Controller {
         &self.runtime
     }
 
+    /// The plugin types configurations are compiled with.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The listeners as bound at start (ports resolved).
+    pub fn listeners(&self) -> &[ListenerPlan] {
+        &self.listeners
+    }
+
     /// The history, when the source keeps one.
     pub fn history(&self) -> Option<&History> {
         self.history.as_ref()
@@ -370,6 +401,29 @@ impl Controller {
         self.write_and_apply(snapshot, record, true)
     }
 
+    /// Edits the running configuration: `edit` gets its documents and returns the new ones (or
+    /// an error that ends the edit), which are checked, written to the source and applied, all
+    /// while no other apply can start, so an edit never overwrites a change it did not see. The
+    /// source must hold the running configuration (no change waiting to be applied).
+    pub fn apply_edit<E: From<ApplyError>>(
+        &self,
+        record: Record,
+        edit: impl FnOnce(&Snapshot) -> Result<Snapshot, E>,
+    ) -> Result<Applied, E> {
+        let mut running = self.lock();
+        if running.upgrading {
+            return Err(ApplyError::Upgrading.into());
+        }
+        let held = self.source.read().map_err(ApplyError::from)?;
+        if !same_configuration(&held, &running.snapshot) {
+            return Err(ApplyError::SourceChanged(self.source.to_string()).into());
+        }
+        let snapshot = edit(&running.snapshot)?;
+        let result = self.check_write_apply(&mut running, snapshot, record, true);
+        self.after_attempt(result.as_ref().ok());
+        Ok(result?)
+    }
+
     /// Checks `snapshot`, writes it to the source and applies it; when `must_write` is false a
     /// source that cannot be written to is logged and the snapshot applied anyway.
     fn write_and_apply(
@@ -382,20 +436,28 @@ impl Controller {
         if running.upgrading {
             return Err(ApplyError::Upgrading);
         }
-        let result = (|| {
-            let candidate = check(snapshot, &self.registry, Some(&self.runtime.load()))?;
-            match self.source.write(&candidate.snapshot) {
-                Ok(()) => {}
-                Err(e) if !must_write => tracing::error!(
-                    "cannot write the configuration back to {}; it is applied, but the source still holds the one it replaces: {e}",
-                    self.source
-                ),
-                Err(e) => return Err(e.into()),
-            }
-            self.apply_candidate(&mut running, candidate, record)
-        })();
+        let result = self.check_write_apply(&mut running, snapshot, record, must_write);
         self.after_attempt(result.as_ref().ok());
         result
+    }
+
+    fn check_write_apply(
+        &self,
+        running: &mut Running,
+        snapshot: Snapshot,
+        record: Record,
+        must_write: bool,
+    ) -> Result<Applied, ApplyError> {
+        let candidate = check(snapshot, &self.registry, Some(&self.runtime.load()))?;
+        match self.source.write(&candidate.snapshot) {
+            Ok(()) => {}
+            Err(e) if !must_write => tracing::error!(
+                "cannot write the configuration back to {}; it is applied, but the source still holds the one it replaces: {e}",
+                self.source
+            ),
+            Err(e) => return Err(e.into()),
+        }
+        self.apply_candidate(running, candidate, record)
     }
 
     /// What applying `snapshot` would change, without applying it.

@@ -1,6 +1,7 @@
 //! The process around Pingora's `Server`: listeners bound up front, one proxy service per
 //! server, signal handling and reload, graceful drain.
 
+mod admin_service;
 mod drain;
 mod linger;
 pub mod listeners;
@@ -23,6 +24,7 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::admin::AdminState;
 use crate::config::Source;
 use crate::control::{Candidate, Controller, Started};
 use crate::proxy::InFlight;
@@ -209,6 +211,37 @@ pub fn run(
     }
     crate::observe::metrics::metrics().installed(1);
 
+    let live = runtime.clone();
+    let mut bound: Vec<(String, SocketAddr)> = listeners
+        .iter()
+        .map(|l| (l.server.clone(), l.addr))
+        .collect();
+    bound.extend(metrics_addr.map(|addr| (upgrade::METRICS.to_string(), addr)));
+    let controller = Controller::new(
+        source,
+        registry,
+        runtime.clone(),
+        Started {
+            snapshot,
+            config,
+            warnings,
+            lifecycle: plan.lifecycle.clone(),
+            listeners: listeners.clone(),
+            upgrade_sock: plan.upgrade_sock.clone(),
+            trigger: if flags.upgrade { "upgrade" } else { "start" },
+        },
+    );
+
+    if let Some(admin) = &plan.admin {
+        let addr = admin_service::add(
+            &mut server,
+            admin,
+            AdminState::new(admin, controller.clone(), in_flight.clone(), plan.threads),
+            flags.upgrade.then_some(inherited.as_slice()),
+        )?;
+        bound.push((upgrade::ADMIN.to_string(), addr));
+    }
+
     server.add_service(background_service(
         "drain",
         drain::Drain {
@@ -235,26 +268,6 @@ pub fn run(
         },
     ));
 
-    let live = runtime.clone();
-    let mut bound: Vec<(String, SocketAddr)> = listeners
-        .iter()
-        .map(|l| (l.server.clone(), l.addr))
-        .collect();
-    bound.extend(metrics_addr.map(|addr| (upgrade::METRICS.to_string(), addr)));
-    let controller = Controller::new(
-        source,
-        registry,
-        runtime,
-        Started {
-            snapshot,
-            config,
-            warnings,
-            lifecycle: plan.lifecycle.clone(),
-            listeners,
-            upgrade_sock: plan.upgrade_sock.clone(),
-            trigger: if flags.upgrade { "upgrade" } else { "start" },
-        },
-    );
     let (upgrades, upgrade_requested) = tokio::sync::mpsc::unbounded_channel();
     controller.set_upgrade_hook(upgrade::hook(bound, upgrades));
     controller.start(flags.watch);

@@ -26,6 +26,8 @@ const INHERITED_ADDRS: &str = "PINGAP_UPGRADE_ADDRS";
 
 /// The name the metrics endpoint has among the inherited addresses.
 pub const METRICS: &str = "[metrics]";
+/// The name the admin listener is handed over under.
+pub const ADMIN: &str = "[admin]";
 
 /// The hook that upgrades this process, whose listeners (by server name) are `bound`;
 /// `handover` tells the signal watch to hand the listeners over.

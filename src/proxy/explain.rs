@@ -41,6 +41,57 @@ pub struct Explanation {
     pub text: String,
     /// Whether some location takes the request.
     pub matched: bool,
+    /// The same, as data (the admin API's answer).
+    pub report: Report,
+}
+
+/// What the proxy would do with a request, as data.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Report {
+    /// The server (listener) that would take it.
+    pub server: String,
+    /// Why that server, when it had to be guessed.
+    pub server_note: Option<String>,
+    /// The request's host as routed (lower-cased, no port).
+    pub host: String,
+    /// Every location, in the order tried, with why it did or did not match.
+    pub candidates: Vec<CandidateReport>,
+    /// The location that takes it.
+    pub location: Option<String>,
+    /// What pingap or a plugin answers instead of proxying (`404 Not Found: …`).
+    pub answer: Option<String>,
+    /// The plugins that run, in order.
+    pub plugins: Vec<String>,
+    /// The path rewrite, when one applies (`/old -> /new`).
+    pub rewrite: Option<String>,
+    /// The upstream and its backends.
+    pub upstream: Option<String>,
+    /// The request as it would be sent upstream.
+    pub sent: Option<SentRequest>,
+}
+
+/// One location considered.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CandidateReport {
+    /// Its name.
+    pub location: String,
+    /// Whether it was tried (false: its hosts cannot match the request's host).
+    pub tried: bool,
+    /// Whether it matched.
+    pub matched: bool,
+    /// Why it did not.
+    pub reason: Option<String>,
+}
+
+/// A request as it would be sent upstream.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SentRequest {
+    /// The method.
+    pub method: String,
+    /// The path and query.
+    pub path: String,
+    /// The headers (name, value), sorted by name.
+    pub headers: Vec<(String, String)>,
 }
 
 /// How long the request phase of the plugins may take in an explanation (a `mock` plugin with
@@ -90,6 +141,12 @@ pub fn explain(compiled: Compiled, request: &Request) -> Result<Explanation, Str
     let refused = request::route(runtime.clone(), &mut req, &connection, &mut ctx)
         .map_err(|e| format!("cannot route the request: {e}"))?;
     let host = ctx.plugin.host.clone();
+    let mut report = Report {
+        server: listener.server.clone(),
+        server_note: (!note.is_empty()).then(|| note.trim().to_string()),
+        host: host.clone(),
+        ..Report::default()
+    };
 
     let mut out = String::new();
     let scheme = if listener.tls.is_some() {
@@ -110,27 +167,43 @@ pub fn explain(compiled: Compiled, request: &Request) -> Result<Explanation, Str
     );
     let _ = writeln!(out);
     if let Some(server) = runtime.server(&listener.server) {
-        write_candidates(&mut out, &server.router.explain(&host, &received));
+        let attempts = server.router.explain(&host, &received);
+        write_candidates(&mut out, &attempts);
+        report.candidates = attempts
+            .iter()
+            .map(|attempt| CandidateReport {
+                location: attempt.target.name.to_string(),
+                tried: attempt.tried,
+                matched: attempt.outcome.is_ok(),
+                reason: attempt.outcome.as_ref().err().map(|miss| miss.to_string()),
+            })
+            .collect();
     }
 
     let location = match (refused, &ctx.location) {
         (None, Some(location)) => location.clone(),
         (Some(Reply::Error { status, .. }), _) if status == StatusCode::NOT_FOUND => {
             let _ = writeln!(out, "result    no location matched: the request gets 404");
+            report.answer = Some("404 Not Found: no location matched".to_string());
             return Ok(Explanation {
                 text: out,
                 matched: false,
+                report,
             });
         }
         (reply, _) => {
-            let _ = writeln!(out, "result    pingap answers {}", describe(reply.as_ref()));
+            let answer = describe(reply.as_ref());
+            let _ = writeln!(out, "result    pingap answers {answer}");
+            report.answer = Some(answer);
             return Ok(Explanation {
                 text: out,
                 matched: false,
+                report,
             });
         }
     };
     let _ = writeln!(out, "location  {}", location.name);
+    report.location = Some(location.name.to_string());
     if ctx.grpc_web.is_some() {
         let _ = writeln!(
             out,
@@ -146,6 +219,7 @@ pub fn explain(compiled: Compiled, request: &Request) -> Result<Explanation, Str
             .map(|i| format!("{} ({}, priority {})", i.name(), i.kind(), i.priority()))
             .collect();
         let _ = writeln!(out, "plugins   {}", plugins.join(", "));
+        report.plugins = plugins;
         let _ = writeln!(
             out,
             "          (run first, in this order; they may answer the request themselves)"
@@ -165,10 +239,13 @@ pub fn explain(compiled: Compiled, request: &Request) -> Result<Explanation, Str
                 )
             })?;
         if let Some(reply) = answer {
-            let _ = writeln!(out, "result    a plugin answers {}", describe(Some(&reply)));
+            let answer = describe(Some(&reply));
+            let _ = writeln!(out, "result    a plugin answers {answer}");
+            report.answer = Some(answer);
             return Ok(Explanation {
                 text: out,
                 matched: true,
+                report,
             });
         }
     }
@@ -177,11 +254,9 @@ pub fn explain(compiled: Compiled, request: &Request) -> Result<Explanation, Str
     request::rewrite(&mut req, &mut ctx).map_err(|e| format!("cannot rewrite: {e}"))?;
     match (&ctx.original_uri, &location.rewrite) {
         (Some(original), _) => {
-            let _ = writeln!(
-                out,
-                "rewrite   {original} -> {}",
-                request::path_and_query(&req)
-            );
+            let rewrite = format!("{original} -> {}", request::path_and_query(&req));
+            let _ = writeln!(out, "rewrite   {rewrite}");
+            report.rewrite = Some(rewrite);
         }
         (None, Some(_)) => {
             let _ = writeln!(
@@ -198,17 +273,16 @@ pub fn explain(compiled: Compiled, request: &Request) -> Result<Explanation, Str
             out,
             "upstream  (none: the plugins did not answer, so the request gets 503)"
         );
+        report.answer = Some("503 Service Unavailable: no upstream, and no plugin answered".into());
         return Ok(Explanation {
             text: out,
             matched: true,
+            report,
         });
     };
-    let _ = writeln!(
-        out,
-        "upstream  {}: {}",
-        pool.name(),
-        pool.backends().join(", ")
-    );
+    let upstream_text = format!("{}: {}", pool.name(), pool.backends().join(", "));
+    let _ = writeln!(out, "upstream  {upstream_text}");
+    report.upstream = Some(upstream_text);
 
     // Pingora sends a copy of the request as it stands after the request phase.
     let mut upstream = req.clone();
@@ -222,18 +296,23 @@ pub fn explain(compiled: Compiled, request: &Request) -> Result<Explanation, Str
     );
     let mut names: Vec<&HeaderName> = upstream.headers.keys().collect();
     names.sort_by_key(|n| n.as_str());
+    let mut headers = Vec::new();
     for name in names {
         for value in upstream.headers.get_all(name) {
-            let _ = writeln!(
-                out,
-                "          {name}: {}",
-                String::from_utf8_lossy(value.as_bytes())
-            );
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let _ = writeln!(out, "          {name}: {value}");
+            headers.push((name.to_string(), value));
         }
     }
+    report.sent = Some(SentRequest {
+        method: upstream.method.to_string(),
+        path: request::path_and_query(&upstream).to_string(),
+        headers,
+    });
     Ok(Explanation {
         text: out,
         matched: true,
+        report,
     })
 }
 

@@ -4,6 +4,8 @@
 //! All errors are collected, each placed at its file, key and line; a configuration with any
 //! error produces no runtime, so a bad config never replaces a working one.
 
+mod admin;
+
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -259,6 +261,7 @@ impl Compiler<'_> {
             tracing: self.tracing_plan(),
             listeners: Vec::new(),
             lifecycle: self.lifecycle_plan(),
+            admin: self.admin_plan(),
         }
     }
 
@@ -875,9 +878,6 @@ impl Compiler<'_> {
         let mut pending = Vec::new();
         if !config.certificates.is_empty() {
             pending.push("[certificates]");
-        }
-        if config.admin.as_ref().is_some_and(|a| a.enabled) {
-            pending.push("[admin]");
         }
         for section in pending {
             self.findings

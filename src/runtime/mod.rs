@@ -160,6 +160,56 @@ pub struct ProcessPlan {
     pub listeners: Vec<ListenerPlan>,
     /// How configuration changes are picked up, kept and watched.
     pub lifecycle: LifecyclePlan,
+    /// The admin API, when `[admin]` is enabled.
+    pub admin: Option<AdminPlan>,
+}
+
+/// `[admin]`, checked: where the admin API listens and who may use it.
+#[derive(Debug, Clone)]
+pub struct AdminPlan {
+    /// The listen address.
+    pub addr: SocketAddr,
+    /// Its certificate, for HTTPS.
+    pub tls: Option<Arc<CertResolver>>,
+    /// Who may sign in.
+    pub users: Vec<AdminUser>,
+    /// API tokens, by name, as SHA-256 digests of the token.
+    pub tokens: Vec<(String, [u8; 32])>,
+    /// A session ends after this long without a request.
+    pub session_idle_timeout: Duration,
+    /// A session ends this long after the login.
+    pub session_lifetime: Duration,
+    /// Failed logins from one address before it is locked out.
+    pub lockout_threshold: u32,
+    /// How long a locked-out address waits.
+    pub lockout_duration: Duration,
+}
+
+/// A user of the admin API.
+#[derive(Clone)]
+pub struct AdminUser {
+    /// The name.
+    pub name: String,
+    /// How the password is checked.
+    pub password: AdminPassword,
+}
+
+/// How an admin user's password is checked.
+#[derive(Clone)]
+pub enum AdminPassword {
+    /// An argon2 hash in PHC form (`$argon2id$v=19$…`).
+    Argon2(String),
+    /// A plain password from the configuration (accepted with a warning).
+    Plain(String),
+}
+
+impl std::fmt::Debug for AdminUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password, hashed or not, never reaches a log.
+        f.debug_struct("AdminUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `basic.auto_reload`, `history_*` and `rollback_*`, checked.

@@ -14,7 +14,7 @@ use pingora::lb::discovery::Static;
 use pingora::lb::selection::Consistent;
 use pingora::lb::{Backend, Backends, LoadBalancer};
 
-use super::health::BackendHealth;
+use super::health::{BackendHealth, InFlightGuard};
 use crate::config::schema::Algorithm;
 
 /// What `consistent_hash` hashes.
@@ -90,6 +90,8 @@ pub struct Selected {
     /// Its health, to record how the attempt went.
     pub health: Option<Arc<BackendHealth>>,
     _slot: Option<SlotGuard>,
+    /// Counts the request in the backend's requests in flight while it lives.
+    pub in_flight: Option<InFlightGuard>,
 }
 
 /// How an upstream chooses.
@@ -154,6 +156,7 @@ impl Balancer {
         let plain = |backend: Backend| Selected {
             backend,
             health: None,
+            in_flight: None,
             _slot: None,
         };
         match self {
@@ -176,6 +179,7 @@ impl Balancer {
             _ => Selected {
                 backend: backend.clone(),
                 health: None,
+                in_flight: None,
                 _slot: None,
             },
         }
@@ -310,6 +314,7 @@ impl LeastConnections {
             None => Selected {
                 backend: backend.clone(),
                 health: None,
+                in_flight: None,
                 _slot: None,
             },
         }
@@ -320,6 +325,7 @@ impl LeastConnections {
         Selected {
             backend: self.slots[index].backend.clone(),
             health: None,
+            in_flight: None,
             _slot: Some(SlotGuard {
                 slots: self.slots.clone(),
                 index,

@@ -139,12 +139,36 @@ pub struct BackendHealth {
     probe_until: AtomicU64,
     consecutive_failures: AtomicU32,
     probe_successes: AtomicU32,
+    /// Requests sent to it and not finished.
+    in_flight: AtomicU32,
 }
 
 #[derive(Debug, Default)]
 struct CheckStreak {
     passes: u32,
     fails: u32,
+    last: Option<CheckResult>,
+}
+
+/// The last active check of a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    /// When it ended (ms since the epoch).
+    pub at_ms: u64,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it found.
+    pub reason: String,
+}
+
+/// A request in flight to a backend: counted while it lives.
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<BackendHealth>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -168,7 +192,29 @@ impl BackendHealth {
             probe_until: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             probe_successes: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
         }
+    }
+
+    /// Counts a request to the backend until the guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(self.clone())
+    }
+
+    /// Requests sent to it and not finished.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether it is ejected by passive health at `now`.
+    pub fn ejected(&self, now: u64) -> bool {
+        now < self.out_until.load(Ordering::Relaxed)
+    }
+
+    /// The last active check, if one ran.
+    pub fn last_check(&self) -> Option<CheckResult> {
+        self.check_streak.lock().ok()?.last.clone()
     }
 
     /// The backend's address.
@@ -358,6 +404,11 @@ impl BackendHealth {
             return;
         };
         let up = self.checked_up();
+        streak.last = Some(CheckResult {
+            at_ms: now_ms(),
+            passed,
+            reason: reason.to_string(),
+        });
         if passed {
             streak.fails = 0;
             streak.passes = streak.passes.saturating_add(1);

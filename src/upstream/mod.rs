@@ -346,6 +346,7 @@ impl Pool {
             for member in &members.backends {
                 if untried(&member.backend) && member.health.claim_probe(&self.policy, now) {
                     let mut selected = members.balancer.take(&member.backend);
+                    selected.in_flight = Some(member.health.enter());
                     selected.health = Some(member.health.clone());
                     return Some(selected);
                 }
@@ -355,6 +356,7 @@ impl Pool {
             untried(backend) && members.health(backend).is_none_or(|h| h.serving(now))
         })?;
         selected.health = members.health(&selected.backend).cloned();
+        selected.in_flight = selected.health.as_ref().map(BackendHealth::enter);
         Some(selected)
     }
 
