@@ -161,14 +161,13 @@ impl Auth {
         let now = Instant::now();
         let mut sessions = self.lock_sessions();
         self.expire(&mut sessions, now);
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = sessions
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
                 .iter()
                 .min_by_key(|(_, s)| s.created)
                 .map(|(k, _)| *k)
-            {
-                sessions.remove(&oldest);
-            }
+        {
+            sessions.remove(&oldest);
         }
         sessions.insert(
             digest(id.as_bytes()),

@@ -18,6 +18,8 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use tower::ServiceExt;
 
+use crate::proxy::InFlight;
+
 /// The largest request body the admin API reads (a whole configuration fits many times).
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
 
@@ -43,14 +45,24 @@ impl Connection {
 pub struct AdminApp {
     router: Router,
     tls: bool,
+    in_flight: Arc<InFlight>,
 }
 
 impl AdminApp {
-    /// Serves `router`; `tls` says whether the listener is HTTPS.
-    pub fn new(router: Router, tls: bool) -> AdminApp {
-        AdminApp { router, tls }
+    /// Serves `router`; `tls` says whether the listener is HTTPS. While the data listeners still
+    /// have requests in flight (`in_flight`) at shutdown, the admin API keeps serving the
+    /// connections it has (its readiness answers 503).
+    pub fn new(router: Router, tls: bool, in_flight: Arc<InFlight>) -> AdminApp {
+        AdminApp {
+            router,
+            tls,
+            in_flight,
+        }
     }
 }
+
+/// How often the end of the drain is checked.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[async_trait]
 impl HttpServerApp for AdminApp {
@@ -89,6 +101,14 @@ impl HttpServerApp for AdminApp {
         match session.finish().await {
             Ok(stream) => stream.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
             Err(_) => None,
+        }
+    }
+
+    /// Called when the listener has stopped accepting: the connections it has are served until
+    /// the data listeners' requests are done (the process ends then).
+    async fn http_cleanup(&self) {
+        while self.in_flight.count() > 0 {
+            tokio::time::sleep(DRAIN_POLL).await;
         }
     }
 }

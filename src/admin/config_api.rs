@@ -641,7 +641,7 @@ pub async fn list_history(State(state): State<AdminState>) -> Result<Response, A
     let running = state.controller.running().1;
     let list = blocking(move || Ok(history(&state)?.list()?)).await?;
     let mut summaries: Vec<VersionSummary> = list.iter().map(|v| summary(v, running)).collect();
-    summaries.sort_by(|a, b| b.number.cmp(&a.number));
+    summaries.sort_by_key(|v| std::cmp::Reverse(v.number));
     Ok(axum::Json(summaries).into_response())
 }
 

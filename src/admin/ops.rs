@@ -99,7 +99,7 @@ pub async fn status(
             .collect(),
         threads: state.threads,
         in_flight: state.in_flight.count(),
-        draining: connection.draining(),
+        draining: connection.draining() || state.in_flight.draining(),
     })
     .into_response()
 }
@@ -296,8 +296,11 @@ pub async fn health() -> Response {
     responses(
         (status = 200, description = "Ready for traffic", body = String, content_type = "text/plain"),
         (status = 503, description = "Shutting down (draining)", body = String, content_type = "text/plain")))]
-pub async fn ready(Extension(connection): Extension<Connection>) -> Response {
-    if connection.draining() {
+pub async fn ready(
+    State(state): State<AdminState>,
+    Extension(connection): Extension<Connection>,
+) -> Response {
+    if connection.draining() || state.in_flight.draining() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             [(http::header::CONTENT_TYPE, "text/plain")],

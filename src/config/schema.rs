@@ -60,6 +60,10 @@ pub struct Basic {
     pub error_template: Option<PathBuf>,
     /// How long in-flight requests may take to finish after SIGTERM (default 10s).
     pub graceful_shutdown_timeout: Option<ConfigDuration>,
+    /// After SIGTERM, how long to keep accepting with the health endpoints answering 503 before
+    /// the listeners close, so load balancers stop sending first (default 0; a second SIGTERM
+    /// ends the wait).
+    pub shutdown_delay: Option<ConfigDuration>,
     /// Log filter, e.g. `"info"` or `"info,pingap::proxy=debug"` (default `"info"`).
     pub log_level: Option<String>,
     /// pingap's own log: `"text"` (default) or `"json"` (one object per line).

@@ -74,7 +74,7 @@ pub struct Changes {
 }
 
 /// Keys of `[basic]` that the running process cannot change: they are read once at start.
-const START_ONLY_BASIC: [&str; 13] = [
+const START_ONLY_BASIC: [&str; 14] = [
     "threads",
     "work_stealing",
     "pid_file",
@@ -88,6 +88,7 @@ const START_ONLY_BASIC: [&str; 13] = [
     "client_header_timeout",
     "send_timeout",
     "graceful_shutdown_timeout",
+    "shutdown_delay",
 ];
 
 /// Keys of a server that belong to its listener.

@@ -95,10 +95,8 @@ fn mask_json_under(value: &mut serde_json::Value, key: Option<&str>, secret: boo
                 mask_json_under(item, key, secret);
             }
         }
-        serde_json::Value::String(text) => {
-            if secret || masked_in_api(key, text) {
-                *text = MASK.to_string();
-            }
+        serde_json::Value::String(text) if secret || masked_in_api(key, text) => {
+            *text = MASK.to_string();
         }
         // Numbers and booleans under a secret key are hidden too.
         other if secret => *other = serde_json::Value::String(MASK.to_string()),
@@ -201,12 +199,10 @@ fn mask_item(item: &mut Item, key: Option<&str>, secret: bool, structural: usize
 
 fn mask_value(value: &mut Value, key: Option<&str>, secret: bool, structural: usize) {
     match value {
-        Value::String(text) => {
-            if secret || masked_in_api(key, text.value()) {
-                let decor = text.decor().clone();
-                *value = Value::from(MASK);
-                *value.decor_mut() = decor;
-            }
+        Value::String(text) if secret || masked_in_api(key, text.value()) => {
+            let decor = text.decor().clone();
+            *value = Value::from(MASK);
+            *value.decor_mut() = decor;
         }
         Value::Array(array) => {
             for element in array.iter_mut() {

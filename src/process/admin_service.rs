@@ -43,7 +43,11 @@ pub fn add(
         );
     }
     let tls = plan.tls.is_some();
-    let app = AdminApp::new(crate::admin::router(state), tls);
+    let app = AdminApp::new(
+        crate::admin::router(state.clone()),
+        tls,
+        state.in_flight.clone(),
+    );
     let mut service = Service::new("admin".to_string(), app);
     match &plan.tls {
         Some(resolver) => {

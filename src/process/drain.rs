@@ -41,6 +41,7 @@ impl BackgroundService for Drain {
                 return;
             }
         }
+        self.in_flight.start_draining();
         let deadline = Instant::now() + self.timeout;
         tracing::info!(
             in_flight = self.in_flight.count(),

@@ -242,6 +242,7 @@ pub fn run(
         bound.push((upgrade::ADMIN.to_string(), addr));
     }
 
+    let signals_in_flight = in_flight.clone();
     server.add_service(background_service(
         "drain",
         drain::Drain {
@@ -271,7 +272,13 @@ pub fn run(
     let (upgrades, upgrade_requested) = tokio::sync::mpsc::unbounded_channel();
     controller.set_upgrade_hook(upgrade::hook(bound, upgrades));
     controller.start(flags.watch);
-    let signals = signals::SignalWatch::new(signals, controller, upgrade_requested);
+    let signals = signals::SignalWatch::new(
+        signals,
+        controller,
+        upgrade_requested,
+        signals_in_flight,
+        plan.shutdown_delay,
+    );
     tracing::info!(
         name = %plan.name,
         pid = std::process::id(),

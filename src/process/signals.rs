@@ -3,11 +3,16 @@
 //! (after logrotate moved them). A configuration change that needs a graceful upgrade ends the
 //! process the way SIGQUIT does, once the new process is ready to take the listeners.
 //!
+//! With `basic.shutdown_delay`, SIGTERM first only marks the process as draining — the health
+//! endpoints answer 503 while the listeners still accept — and the shutdown starts when the
+//! delay is over (or at a second SIGTERM/SIGINT).
+//!
 //! The handlers are registered when the process starts, before it reports that it listens, so a
 //! signal sent right after that is never lost; they are read once Pingora runs (after it has
 //! daemonized, if it does).
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
@@ -15,12 +20,15 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::control::{Controller, Record};
+use crate::proxy::InFlight;
 
 /// Turns signals into Pingora shutdowns and reloads.
 pub struct SignalWatch {
     signals: Mutex<Option<Signals>>,
     controller: Arc<Controller>,
     upgrade_requested: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<()>>>,
+    in_flight: Arc<InFlight>,
+    shutdown_delay: Duration,
 }
 
 /// Registers the handlers; signals that arrive from now on are queued until Pingora runs.
@@ -31,15 +39,20 @@ pub fn register() -> std::io::Result<Signals> {
 impl SignalWatch {
     /// Watches the `signals` registered earlier, applying the source with `controller` on
     /// SIGHUP, and hands over when `upgrade_requested` says so.
+    /// SIGTERM marks `in_flight` as draining and waits `shutdown_delay` before the shutdown.
     pub fn new(
         signals: Signals,
         controller: Arc<Controller>,
         upgrade_requested: tokio::sync::mpsc::UnboundedReceiver<()>,
+        in_flight: Arc<InFlight>,
+        shutdown_delay: Duration,
     ) -> SignalWatch {
         SignalWatch {
             signals: Mutex::new(Some(signals)),
             controller,
             upgrade_requested: Mutex::new(Some(upgrade_requested)),
+            in_flight,
+            shutdown_delay,
         }
     }
 }
@@ -98,6 +111,18 @@ impl ShutdownSignalWatch for SignalWatch {
                     return ShutdownSignal::GracefulUpgrade;
                 }
                 _ => {
+                    self.in_flight.start_draining();
+                    if !self.shutdown_delay.is_zero() {
+                        tracing::info!(
+                            signal,
+                            delay = ?self.shutdown_delay,
+                            "draining: health checks answer 503; the listeners close when the shutdown delay is over"
+                        );
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.shutdown_delay) => {}
+                            Some(SIGTERM | SIGINT) = rx.recv() => {}
+                        }
+                    }
                     tracing::info!(signal, "shutting down gracefully");
                     return ShutdownSignal::GracefulTerminate;
                 }

@@ -1,13 +1,15 @@
 //! The count of requests in flight, across all servers: graceful shutdown waits for it to reach
-//! zero and the metrics endpoint reports it.
+//! zero and the metrics endpoint reports it. It also says whether the process is draining, which
+//! the servers' health paths answer with 503.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Requests being served right now, across all servers; graceful shutdown waits for zero.
 #[derive(Debug, Default)]
 pub struct InFlight {
     count: AtomicUsize,
+    draining: AtomicBool,
 }
 
 impl InFlight {
@@ -20,6 +22,16 @@ impl InFlight {
     /// How many requests are in flight.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
+    }
+
+    /// Marks the process as shutting down.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the process is shutting down.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 }
 

@@ -47,7 +47,7 @@ use crate::cache::CachePolicy;
 use crate::observe::access_log::{ConnectionSerial, Entry};
 use crate::observe::metrics::ServerMetrics;
 use crate::observe::trace::RequestTrace;
-use crate::runtime::RuntimeHandle;
+use crate::runtime::{RuntimeHandle, ServerRoutes};
 use ctx::RequestCtx;
 pub use in_flight::{InFlight, InFlightGuard};
 use reply::Reply;
@@ -115,7 +115,27 @@ impl Proxy {
             tls: self.tls,
             tls12: negotiated_tls12(session),
         };
+        if let Some(reply) = self.health_reply(server, session.req_header()) {
+            return Ok(Some(reply));
+        }
         request::route(runtime, session.req_header_mut(), &connection, ctx)
+    }
+
+    /// The answer to the server's health path (`servers.NAME.health_path`), before routing and
+    /// plugins: 200, or 503 while the process drains.
+    fn health_reply(&self, server: Option<&ServerRoutes>, req: &RequestHeader) -> Option<Reply> {
+        let path = server?.health_path.as_deref()?;
+        if req.uri.path() != path || !matches!(req.method, http::Method::GET | http::Method::HEAD) {
+            return None;
+        }
+        let (status, body) = if self.in_flight.draining() {
+            (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        } else {
+            (StatusCode::OK, "ok\n")
+        };
+        Some(Reply::Plugin(
+            pingap_plugins::Response::new(status).body("text/plain", body),
+        ))
     }
 }
 

@@ -54,6 +54,8 @@ pub const MAX_THREADS: usize = 1024;
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
 /// Versions the history keeps when `basic.history_keep` is not set.
 pub const DEFAULT_HISTORY_KEEP: usize = 50;
+/// The longest `basic.shutdown_delay`.
+pub const MAX_SHUTDOWN_DELAY: Duration = Duration::from_secs(300);
 /// The most versions `basic.history_keep` accepts.
 pub const MAX_HISTORY_KEEP: usize = 10_000;
 /// Percentage points a location's 5xx ratio may grow by in the rollback window.
@@ -250,6 +252,7 @@ impl Compiler<'_> {
             graceful_shutdown_timeout: basic
                 .graceful_shutdown_timeout
                 .map_or(DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT, |d| d.get()),
+            shutdown_delay: self.shutdown_delay(),
             log_level,
             log_format,
             upstream_keepalive_pool_size: basic
@@ -263,6 +266,22 @@ impl Compiler<'_> {
             lifecycle: self.lifecycle_plan(),
             admin: self.admin_plan(),
         }
+    }
+
+    fn shutdown_delay(&mut self) -> Duration {
+        let delay = self
+            .config
+            .basic
+            .shutdown_delay
+            .map_or(Duration::ZERO, |d| d.get());
+        if delay > MAX_SHUTDOWN_DELAY {
+            self.error(
+                "basic",
+                "shutdown_delay",
+                format!("is more than {}s", MAX_SHUTDOWN_DELAY.as_secs()),
+            );
+        }
+        delay
     }
 
     fn lifecycle_plan(&mut self) -> LifecyclePlan {
@@ -670,11 +689,22 @@ impl Compiler<'_> {
                     "is for TLS listeners (set tls_cert)",
                 );
             }
+            let health_path = spec.health_path.clone();
+            if let Some(path) = &health_path
+                && !path.starts_with('/')
+            {
+                self.error(
+                    &table,
+                    "health_path",
+                    format!("\"{path}\" must start with /"),
+                );
+            }
             servers.push(ServerRoutes {
                 name: name.clone(),
                 tls13_only: min_version == MinVersion::Tls13,
                 router,
                 access_log: self.access_log(&table, spec),
+                health_path,
             });
             match spec.threads {
                 Some(0) => self.error(&table, "threads", "must be at least 1"),

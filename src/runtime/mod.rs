@@ -84,6 +84,8 @@ pub struct ServerRoutes {
     pub router: Router<Arc<Location>>,
     /// Its access log, if it has one.
     pub access_log: Option<AccessLog>,
+    /// The path pingap answers itself for load balancers' health checks.
+    pub health_path: Option<String>,
 }
 
 /// A plugin instance with the fingerprint of the settings it was built from.
@@ -142,6 +144,8 @@ pub struct ProcessPlan {
     pub group: Option<String>,
     /// Time in-flight requests get after SIGTERM.
     pub graceful_shutdown_timeout: Duration,
+    /// Time between SIGTERM and closing the listeners, with the health endpoints answering 503.
+    pub shutdown_delay: Duration,
     /// Log filter.
     pub log_level: String,
     /// `basic.log_format`.
