@@ -176,10 +176,10 @@ async fn entities_change_through_the_apply_path() {
         "plugins",
         "certificates",
     ] {
-        let answer = alice.get(&format!("/api/{kind}")).await;
+        let answer = alice.get(&format!("/api/config/{kind}")).await;
         assert_eq!(answer.status, 200, "{kind}: {}", answer.text);
     }
-    assert_eq!(alice.get("/api/widgets").await.status, 404);
+    assert_eq!(alice.get("/api/config/widgets").await.status, 404);
 
     // A change that would break the configuration is refused with each error and its key.
     let invalid = alice

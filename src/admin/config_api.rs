@@ -5,7 +5,7 @@
 //! with the user who made it. Plans, the history, diffs and rollbacks are here too.
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
@@ -17,6 +17,7 @@ use super::AdminState;
 use super::auth::Identity;
 use super::documents::{self, EditError, Kind};
 use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery};
 use crate::config::Snapshot;
 use crate::control::secrets::{mask_document, mask_json, restore_document, restore_json};
 use crate::control::{Applied, Changes, Outcome, Record, Version};
@@ -88,6 +89,16 @@ impl From<Changes> for PlanView {
             changes,
         }
     }
+}
+
+/// The answer to a change: what it did, or with `dry_run` what it would do.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum WriteAnswer {
+    /// Applied.
+    Applied(WriteResult),
+    /// A dry run's plan.
+    Planned(PlanView),
 }
 
 /// What a change did.
@@ -317,6 +328,20 @@ fn json_to_table(value: serde_json::Value) -> Result<toml::Table, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("the settings cannot be written as TOML: {e}")))
 }
 
+/// Refuses a change of `[admin]` through the API: a mistake there would lock everyone out of
+/// the API that could undo it. `[admin]` is changed in the source itself.
+fn keeps_admin(running: &Snapshot, edited: &Snapshot) -> Result<(), ApiError> {
+    let admin = |snapshot: &Snapshot| documents::merged(snapshot).get("admin").cloned();
+    if admin(running) == admin(edited) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "[admin] cannot be changed through the admin API (a mistake would lock everyone out); change it in the configuration's source",
+        ))
+    }
+}
+
 /// What the history records of a change made by `identity`.
 fn by(identity: &Identity, note: String) -> Record {
     Record::new("api")
@@ -365,15 +390,15 @@ pub async fn get_config(State(state): State<AdminState>, headers: HeaderMap) -> 
 
 /// Replaces the whole configuration with a TOML text (the raw editor).
 #[utoipa::path(put, path = "/api/config", tag = "configuration", params(WriteQuery),
-    request_body(content = String, content_type = "application/toml", description = "The whole configuration; `\"***\"` keeps the running value of a secret"),
+    request_body(content = String, content_type = "text/plain", description = "The whole configuration as TOML (`application/toml` is accepted too); `\"***\"` keeps the running value of a secret"),
     responses(
-        (status = 200, description = "Applied (or, with dry_run, the plan)", body = WriteResult),
+        (status = 200, description = "Applied (or, with dry_run, the plan)", body = WriteAnswer),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_config(
     State(state): State<AdminState>,
     Extension(identity): Extension<Identity>,
-    Query(query): Query<WriteQuery>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -436,6 +461,11 @@ async fn write(
     etag_after: impl FnOnce(&Snapshot) -> Option<String> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let controller = state.controller.clone();
+    let edit = move |running: &Snapshot| -> Result<Snapshot, ApiError> {
+        let edited = edit(running)?;
+        keeps_admin(running, &edited)?;
+        Ok(edited)
+    };
     if query.dry_run.unwrap_or(false) {
         let plan = blocking(move || {
             let (running, _) = controller.running();
@@ -443,7 +473,7 @@ async fn write(
             controller.plan(snapshot).map_err(|e| ApiError::invalid(&e))
         })
         .await?;
-        return Ok(axum::Json(PlanView::from(plan)).into_response());
+        return Ok(axum::Json(WriteAnswer::Planned(PlanView::from(plan))).into_response());
     }
     let (applied, etag) = blocking(move || {
         let applied = controller.apply_edit(record, edit)?;
@@ -451,18 +481,19 @@ async fn write(
         Ok((applied, etag))
     })
     .await?;
-    let mut response = axum::Json(WriteResult::new(applied, etag.clone())).into_response();
+    let mut response =
+        axum::Json(WriteAnswer::Applied(WriteResult::new(applied, etag.clone()))).into_response();
     set_etag(&mut response, etag.as_deref());
     Ok(response)
 }
 
 /// Every entity of a kind.
-#[utoipa::path(get, path = "/api/{kind}", tag = "configuration",
+#[utoipa::path(get, path = "/api/config/{kind}", tag = "configuration",
     params(("kind" = Kind, Path, description = "The kind of entity")),
-    responses((status = 200, body = [EntityItem]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [EntityItem]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_entities(
     State(state): State<AdminState>,
-    Path(kind): Path<String>,
+    ApiPath(kind): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let kind = parse_kind(&kind)?;
     let (snapshot, _) = state.controller.running();
@@ -483,10 +514,10 @@ pub async fn list_entities(
     responses(
         (status = 200, description = "Its settings as written, secrets masked (`Accept: application/toml` for TOML)", body = Object,
             headers(("ETag" = String, description = "For If-Match"))),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_entity(
     State(state): State<AdminState>,
-    Path((kind, name)): Path<(String, String)>,
+    ApiPath((kind, name)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let kind = parse_kind(&kind)?;
@@ -512,14 +543,14 @@ pub async fn get_entity(
         ("If-None-Match" = Option<String>, Header, description = "`*`: create only")),
     request_body(content = Object, description = "The entity's settings (JSON, or TOML with Content-Type application/toml); `\"***\"` keeps a secret's current value"),
     responses(
-        (status = 200, description = "Applied (or, with dry_run, the plan as PlanView)", body = WriteResult),
+        (status = 200, description = "Applied (or, with dry_run, the plan)", body = WriteAnswer),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, description = "The configuration would be invalid", body = ErrorBody)))]
 pub async fn put_entity(
     State(state): State<AdminState>,
     Extension(identity): Extension<Identity>,
-    Path((kind, name)): Path<(String, String)>,
-    Query(query): Query<WriteQuery>,
+    ApiPath((kind, name)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -561,14 +592,14 @@ pub async fn put_entity(
     params(("kind" = Kind, Path, description = "The kind of entity"), ("name" = String, Path, description = "Its name"), WriteQuery,
         ("If-Match" = Option<String>, Header, description = "The ETag read; 412 when the entity changed since")),
     responses(
-        (status = 200, description = "Applied (or, with dry_run, the plan as PlanView)", body = WriteResult),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 200, description = "Applied (or, with dry_run, the plan)", body = WriteAnswer),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, description = "Something still uses it", body = ErrorBody)))]
 pub async fn delete_entity(
     State(state): State<AdminState>,
     Extension(identity): Extension<Identity>,
-    Path((kind, name)): Path<(String, String)>,
-    Query(query): Query<WriteQuery>,
+    ApiPath((kind, name)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let kind = parse_kind(&kind)?;
@@ -596,7 +627,7 @@ pub async fn delete_entity(
 
 /// What a whole configuration (TOML) would change, without applying it.
 #[utoipa::path(post, path = "/api/plan", tag = "configuration",
-    request_body(content = String, content_type = "application/toml", description = "A whole configuration; `\"***\"` stands for the running value of a secret"),
+    request_body(content = String, content_type = "text/plain", description = "A whole configuration as TOML (`application/toml` is accepted too); `\"***\"` stands for the running value of a secret"),
     responses((status = 200, body = PlanView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn plan(State(state): State<AdminState>, body: Bytes) -> Result<Response, ApiError> {
@@ -648,10 +679,10 @@ pub async fn list_history(State(state): State<AdminState>) -> Result<Response, A
 /// One version with its documents (secrets masked).
 #[utoipa::path(get, path = "/api/history/{version}", tag = "history",
     params(("version" = u64, Path, description = "The version number")),
-    responses((status = 200, body = VersionDetail), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = VersionDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_version(
     State(state): State<AdminState>,
-    Path(number): Path<u64>,
+    ApiPath(number): ApiPath<u64>,
 ) -> Result<Response, ApiError> {
     let running = state.controller.running().1;
     let version = blocking(move || Ok(history(&state)?.get(number)?)).await?;
@@ -667,7 +698,7 @@ pub async fn get_version(
     responses((status = 200, body = PlanView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn diff(
     State(state): State<AdminState>,
-    Query(query): Query<DiffQuery>,
+    ApiQuery(query): ApiQuery<DiffQuery>,
 ) -> Result<Response, ApiError> {
     let changes = blocking(move || {
         let history = history(&state)?;
@@ -695,14 +726,14 @@ pub async fn diff(
 /// Applies a version of the history again (or, with dry_run, answers with its plan).
 #[utoipa::path(post, path = "/api/rollback/{version}", tag = "history",
     params(("version" = u64, Path, description = "The version to restore"), WriteQuery),
-    responses((status = 200, description = "Applied (or, with dry_run, the plan as PlanView)", body = WriteResult),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, description = "Applied (or, with dry_run, the plan)", body = WriteAnswer),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn rollback(
     State(state): State<AdminState>,
     Extension(identity): Extension<Identity>,
-    Path(number): Path<u64>,
-    Query(query): Query<WriteQuery>,
+    ApiPath(number): ApiPath<u64>,
+    ApiQuery(query): ApiQuery<WriteQuery>,
 ) -> Result<Response, ApiError> {
     let version = {
         let state = state.clone();

@@ -20,6 +20,7 @@ pub mod bridge;
 pub mod config_api;
 pub mod documents;
 pub mod error;
+pub mod extract;
 pub mod openapi;
 pub mod ops;
 pub mod session_api;

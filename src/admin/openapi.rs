@@ -36,6 +36,11 @@ pub fn base() -> OpenApi {
         ))
         .build();
     let components = document.components.get_or_insert_with(Default::default);
+    // Named in path parameters, which do not register their schemas themselves.
+    components.schemas.insert(
+        "Kind".to_string(),
+        <super::documents::Kind as utoipa::PartialSchema>::schema(),
+    );
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
