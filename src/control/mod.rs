@@ -597,12 +597,14 @@ impl Controller {
         })
     }
 
-    /// After an apply, applied or not: drops the metric series of names the running
-    /// configuration no longer has (compiling a rejected one may have resolved some) and counts
-    /// the attempt.
+    /// After an apply, applied or not: drops the metric and live-statistics series of names the
+    /// running configuration no longer has (compiling a rejected one may have resolved some)
+    /// and counts the attempt.
     fn after_attempt(&self, applied: Option<&Applied>) {
         let metrics = metrics();
-        let dropped = metrics.retain(&live_names(&self.runtime.load()));
+        let live = live_names(&self.runtime.load());
+        let dropped = metrics.retain(&live);
+        crate::observe::live::stats().retain(&live.locations, &live.upstreams);
         if dropped > 0 {
             tracing::debug!("dropped {dropped} metric series of names no longer configured");
         }

@@ -26,6 +26,7 @@
 //! | `pingap_backend_up` | upstream, backend | 1 when the backend gets requests (checks, passive health, circuit) |
 //! | `pingap_backend_circuit_state` | upstream, backend | 0 closed, 1 open, 2 half-open |
 //! | `pingap_access_log_dropped_total` | log | access-log lines dropped (writer behind or failing) |
+//! | `pingap_log_tail_dropped_total` | | records the live log tail's slow followers missed |
 //! | `pingap_config_reloads_total` | result | reloads, `ok` or `failed` |
 //! | `pingap_config_rollbacks_total` | | configurations the rollback window took back |
 //! | `pingap_config_source_up` | | 1 while the configuration source (etcd) answers, 0 while it does not |
@@ -92,6 +93,7 @@ pub struct Metrics {
     last_reload: Gauge,
     uptime: Gauge,
     access_log_dropped: IntCounterVec,
+    log_tail_dropped: IntCounter,
 }
 
 /// The process's metrics, registered on first use.
@@ -251,6 +253,13 @@ impl Metrics {
                     &["log"],
                 ),
             ),
+            log_tail_dropped: registered(
+                r,
+                IntCounter::new(
+                    "pingap_log_tail_dropped_total",
+                    "Access-log records the live log tail's slow followers missed",
+                ),
+            ),
             registry: registry.clone(),
         };
         let build = registered(
@@ -306,6 +315,11 @@ impl Metrics {
     /// The dropped-lines counter of one access log (a path or `stdout`).
     pub fn access_log_dropped(&self, log: &str) -> IntCounter {
         self.access_log_dropped.with_label_values(&[log])
+    }
+
+    /// The counter of records the live log tail's slow followers missed.
+    pub fn log_tail_dropped(&self) -> IntCounter {
+        self.log_tail_dropped.clone()
     }
 
     /// Counts a request a plugin answered with `status` (a rare path: resolved per call).

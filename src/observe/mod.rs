@@ -1,5 +1,6 @@
 //! What pingap tells operators about the traffic it serves: Prometheus [`metrics`], per-server
-//! [`access_log`]s, OpenTelemetry [`trace`]s and its own [`logs`].
+//! [`access_log`]s, OpenTelemetry [`trace`]s, its own [`logs`], and the [`live`] statistics and
+//! log tail the admin API streams.
 //!
 //! The request path only records facts into the request's context ([`UpstreamAttempt`]s, times,
 //! statuses); formatting and exporting happen once, when the request ends, and writing and
@@ -7,6 +8,7 @@
 //! the trace exporter).
 
 pub mod access_log;
+pub mod live;
 pub mod logs;
 pub mod metrics;
 pub mod trace;

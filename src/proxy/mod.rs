@@ -16,7 +16,7 @@
 //! | `response_filter` | `X-Cache-Status`, response header rules, response-header plugins |
 //! | `response_body_filter` | response-body plugins |
 //! | `fail_to_proxy` | maps the error to a status and an error page ([`errors`]) |
-//! | `logging` | logging plugins |
+//! | `logging` | the access log, traces, metrics, the live statistics and log tail ([`live`]), logging plugins |
 
 pub mod ctx;
 pub mod errors;
@@ -25,6 +25,7 @@ pub mod failover;
 pub mod grpc;
 pub mod grpc_web;
 pub mod in_flight;
+mod live;
 pub mod reply;
 pub mod request;
 pub(crate) mod respond;
@@ -654,11 +655,13 @@ impl ProxyHttp for Proxy {
         }
         self.metrics
             .finished(status, session.body_bytes_read(), session.body_bytes_sent());
+        let elapsed = ctx.started.elapsed();
         if let Some(location) = &ctx.location {
             location
                 .metrics
-                .finished(&session.req_header().method, status, ctx.started.elapsed());
+                .finished(&session.req_header().method, status, elapsed);
             location.chain.logging(&mut ctx.plugin);
         }
+        live::finished(&self.server, session, ctx, status, elapsed);
     }
 }

@@ -30,6 +30,7 @@ use crate::config::{ConfigErrors, Loaded, Origins};
 use crate::headers::HeaderRules;
 use crate::headers::TrustedProxies;
 use crate::observe::access_log::{AccessLog, Format, Rotation, Sink, Target};
+use crate::observe::live;
 use crate::observe::logs::LogFormat;
 use crate::observe::metrics::metrics;
 use crate::observe::trace::TracingPlan;
@@ -629,6 +630,7 @@ impl Compiler<'_> {
             websocket_idle_timeout: spec.websocket_idle_timeout.map(|d| d.get()),
             grpc_web: spec.grpc_web.unwrap_or(false),
             metrics: metrics().location(name),
+            live: live::stats().location(name),
         };
         Some((parts, Arc::new(location)))
     }

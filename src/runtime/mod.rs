@@ -24,6 +24,7 @@ use crate::cache::CachePolicy;
 use crate::headers::HeaderRules;
 use crate::headers::TrustedProxies;
 use crate::observe::access_log::{AccessLog, Sink};
+use crate::observe::live::SeriesHandle;
 use crate::observe::metrics::LocationMetrics;
 use crate::router::Router;
 use crate::router::path_rewrite::Rewrite;
@@ -121,6 +122,8 @@ pub struct Location {
     pub grpc_web: bool,
     /// Its counters.
     pub metrics: LocationMetrics,
+    /// Its live statistics.
+    pub live: SeriesHandle,
 }
 
 /// Settings that shape the process rather than requests: they take effect at start.

@@ -25,6 +25,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::WrappedX509;
 
 use crate::config::schema::{Algorithm, Protocol, Upstream};
+use crate::observe::live::SeriesHandle;
 
 /// Default time allowed to connect to a backend.
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +51,7 @@ pub struct Pool {
     discovery: Discovery,
     connect: ConnectOptions,
     response_time: prometheus::Histogram,
+    live: SeriesHandle,
 }
 
 /// The backends of a pool at one moment, with the balancer over them.
@@ -186,6 +188,7 @@ impl Pool {
         };
         let name: Arc<str> = Arc::from(name);
         let response_time = crate::observe::metrics::metrics().upstream(&name);
+        let live = crate::observe::live::stats().upstream(&name);
         let algorithm = spec.algorithm.unwrap_or_default();
         let previous = cx.previous.map(|p| p.members.load_full());
         let members = build_members(
@@ -211,6 +214,7 @@ impl Pool {
             },
             discovery,
             response_time,
+            live,
             connect: ConnectOptions {
                 tls: spec.tls.unwrap_or(https || !sni.is_empty()),
                 sni,
@@ -266,6 +270,11 @@ impl Pool {
     /// The histogram of its backends' response times.
     pub fn response_time(&self) -> &prometheus::Histogram {
         &self.response_time
+    }
+
+    /// Its live statistics: one request per attempt on one of its backends.
+    pub fn live(&self) -> &SeriesHandle {
+        &self.live
     }
 
     /// How the backends are found.
