@@ -521,3 +521,141 @@ async fn health_endpoints_answer_503_while_draining() {
     assert_eq!(held.await.unwrap(), 1000);
     assert!(pingap.wait_exit(DEADLINE).is_some_and(|s| s.success()));
 }
+
+/// Reads Server-Sent Events from `response` until `done` says so for the events so far
+/// (event name, data as JSON); panics after the deadline.
+async fn read_events(
+    response: reqwest::Response,
+    mut done: impl FnMut(&[(String, serde_json::Value)]) -> bool,
+) -> Vec<(String, serde_json::Value)> {
+    use futures_util::StreamExt;
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let outcome = tokio::time::timeout(DEADLINE, async {
+        while let Some(chunk) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_string();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim());
+                    }
+                }
+                if !data.is_empty() {
+                    events.push((name, serde_json::from_str(&data).unwrap()));
+                    if done(&events) {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        outcome.is_ok(),
+        "the stream did not deliver in time: {events:?}"
+    );
+    events
+}
+
+/// Opens the SSE stream at `path` as `admin`.
+async fn stream(admin: &Admin, path: &str) -> reqwest::Response {
+    let response = common::client_builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+        .get(format!("{}{path}", admin.base))
+        .header("authorization", format!("Bearer {}", admin_token(admin)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    response
+}
+
+fn admin_token(admin: &Admin) -> String {
+    admin.token().expect("a token client").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_statistics_and_the_log_tail_stream_what_happens() {
+    let backend = Backend::start("b").await;
+    let (token, digest) = pingap::admin::auth::new_token();
+    let pingap = Pingap::start(&config(
+        &backend,
+        &format!("tokens = [\"ci:{digest}\"]"),
+        "",
+    ));
+    let base = admin::url(&pingap);
+    let ci = Admin::with_token(&base, &token);
+
+    // The log tail, filtered to server errors of location api.
+    let bad_filter = ci.get("/api/logs/stream?status=6xx").await;
+    assert_eq!(bad_filter.status, 400, "{}", bad_filter.text);
+    let tail = stream(&ci, "/api/logs/stream?status=5xx&location=api").await;
+    let stats = stream(&ci, "/api/stats/stream").await;
+
+    // Traffic: 20 fine requests and 3 that the backend fails.
+    for _ in 0..20 {
+        assert_eq!(status_of(&pingap, "/api/ok?token=secret").await, 200);
+    }
+    let web = pingap.url("web", "/api/broken?token=secret");
+    for _ in 0..3 {
+        let status = client()
+            .get(&web)
+            .header("x-echo-status", "503")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 503);
+    }
+
+    let logs = read_events(tail, |events| events.len() >= 3).await;
+    for (name, record) in &logs {
+        assert_eq!(name, "log");
+        assert_eq!(record["status"], 503);
+        assert_eq!(record["location"], "api");
+        assert_eq!(record["path"], "/api/broken", "no query string: {record}");
+        assert_eq!(record["upstream"], "backend");
+    }
+
+    // Within the last minute the stream counts every request, with the 5xx share.
+    let frames = read_events(stats, |events| {
+        events.last().is_some_and(|(_, frame)| {
+            frame["locations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["name"] == "api" && s["last_minute"]["requests"] == 23)
+        })
+    })
+    .await;
+    let (name, frame) = frames.last().unwrap();
+    assert_eq!(name, "stats");
+    let api = frame["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "api")
+        .unwrap();
+    let ratio = api["last_minute"]["ratio_5xx"].as_f64().unwrap();
+    assert!((ratio - 3.0 / 23.0).abs() < 1e-9, "{api}");
+    assert!(api["last_minute"]["p99_ms"].as_f64().unwrap() > 0.0);
+    let upstream = frame["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "backend")
+        .unwrap();
+    assert_eq!(upstream["last_minute"]["requests"], 23, "{upstream}");
+}

@@ -75,7 +75,12 @@ async fn the_document_describes_the_api() {
     assert_eq!(document.status, 200);
     let json = document.json;
     assert_eq!(json["openapi"], "3.1.0");
-    let paths: Vec<&str> = json["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let paths: Vec<&str> = json["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     for path in [
         "/api/login",
         "/api/config",

@@ -481,8 +481,11 @@ async fn write(
         Ok((applied, etag))
     })
     .await?;
-    let mut response =
-        axum::Json(WriteAnswer::Applied(WriteResult::new(applied, etag.clone()))).into_response();
+    let mut response = axum::Json(WriteAnswer::Applied(WriteResult::new(
+        applied,
+        etag.clone(),
+    )))
+    .into_response();
     set_etag(&mut response, etag.as_deref());
     Ok(response)
 }

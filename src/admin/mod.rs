@@ -9,7 +9,8 @@
 //! * [`auth`] and [`session_api`]: users, sessions, tokens, CSRF and lockout;
 //! * [`config_api`] with [`documents`]: the configuration, its entities, plans, history, diffs and
 //!   rollbacks;
-//! * [`ops`]: status, upstreams, explain and the health endpoints;
+//! * [`ops`]: status, upstreams, explain and the health endpoints; [`streams`]: live statistics
+//!   and the log tail as Server-Sent Events;
 //! * [`error`]: error answers; [`openapi`]: the OpenAPI document generated from the handlers.
 //!
 //! Layering: `process` starts it; it calls `control`, `proxy` (explain), `runtime`, `upstream` and
@@ -24,6 +25,7 @@ pub mod extract;
 pub mod openapi;
 pub mod ops;
 pub mod session_api;
+pub mod streams;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -88,6 +90,8 @@ fn routes() -> (OpenApiRouter<AdminState>, OpenApiRouter<AdminState>) {
         .routes(routes!(ops::status))
         .routes(routes!(ops::upstreams))
         .routes(routes!(ops::explain))
+        .routes(routes!(streams::stats_stream))
+        .routes(routes!(streams::logs_stream))
         .routes(routes!(config_api::list_entities))
         .routes(routes!(
             config_api::get_entity,

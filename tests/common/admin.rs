@@ -159,6 +159,11 @@ impl Admin {
         }
     }
 
+    /// The bearer token, for a token client.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// GET.
     pub async fn get(&self, path: &str) -> Answer {
         self.send("GET", path, None, &[]).await

@@ -117,6 +117,7 @@ pub struct LogRecord {
 
 /// Which records the log stream sends: all of these that are given must match.
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogFilter {
     /// A status class (`4xx`, `5xx`) or an exact status (`404`).
     pub status: Option<String>,
