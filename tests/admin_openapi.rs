@@ -49,7 +49,9 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
                 "not_a_server_error,status_code_conformance,content_type_conformance,\
                  response_headers_conformance,response_schema_conformance",
             ])
-            .args(["--max-time", "40", "--workers", "2", "--no-color"])
+            // One worker: hypothesis's source inspection is not thread-safe on every CPython
+            // (3.11.7 raised "AST constructor recursion depth mismatch" with two).
+            .args(["--max-time", "40", "--workers", "1", "--no-color"])
             .env("SCHEMATHESIS_HOOKS", "")
             .output()
     })

@@ -41,6 +41,29 @@ pub fn base() -> OpenApi {
         "Kind".to_string(),
         <super::documents::Kind as utoipa::PartialSchema>::schema(),
     );
+    // The data of the streams' events (sent as JSON text), for clients generated from the
+    // document.
+    let mut streamed = Vec::new();
+    <crate::observe::live::StatsFrame as utoipa::ToSchema>::schemas(&mut streamed);
+    <crate::observe::live::LogRecord as utoipa::ToSchema>::schemas(&mut streamed);
+    <super::streams::Dropped as utoipa::ToSchema>::schemas(&mut streamed);
+    for (name, schema) in [
+        (
+            "StatsFrame",
+            <crate::observe::live::StatsFrame as utoipa::PartialSchema>::schema(),
+        ),
+        (
+            "LogRecord",
+            <crate::observe::live::LogRecord as utoipa::PartialSchema>::schema(),
+        ),
+        (
+            "Dropped",
+            <super::streams::Dropped as utoipa::PartialSchema>::schema(),
+        ),
+    ] {
+        streamed.push((name.to_string(), schema));
+    }
+    components.schemas.extend(streamed);
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

@@ -18,7 +18,17 @@ use utoipa::ToSchema;
 use super::AdminState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
-use crate::observe::live::{LogFilter, LogRecord, StatsFrame, log_tail, stats};
+use crate::observe::live::{LogFilter, log_tail, stats};
+
+/// One Server-Sent Event as the streams send it (how the OpenAPI document describes them).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamEvent {
+    /// The event's name: `stats`; `log` or `dropped`.
+    pub event: String,
+    /// Its data: JSON text of a `StatsFrame` (`stats`), a `LogRecord` (`log`) or a `Dropped`
+    /// (`dropped`).
+    pub data: String,
+}
 
 /// The `data` of a `dropped` event of the log tail.
 #[derive(Debug, Serialize, ToSchema)]
@@ -29,10 +39,10 @@ pub struct Dropped {
 
 /// Statistics once a second: per location and per upstream, requests/s, p50/p95/p99 latency
 /// and 4xx/5xx ratios over the last second and the last minute. Each event is `stats` with a
-/// [`StatsFrame`] as its data.
+/// [`StatsFrame`](crate::observe::live::StatsFrame) as its data.
 #[utoipa::path(get, path = "/api/stats/stream", tag = "operations",
     responses(
-        (status = 200, description = "Server-Sent Events: `event: stats`, `data:` a StatsFrame, once a second", body = StatsFrame, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events: `event: stats`, `data:` a StatsFrame, once a second", body = StreamEvent, content_type = "text/event-stream"),
         (status = 401, body = ErrorBody)))]
 pub async fn stats_stream(State(_state): State<AdminState>) -> Response {
     let events = futures::stream::unfold(None::<tokio::time::Interval>, |interval| async move {
@@ -55,12 +65,12 @@ pub async fn stats_stream(State(_state): State<AdminState>) -> Response {
 }
 
 /// The access log as it is written: each finished request is an event `log` with a
-/// [`LogRecord`] as its data (the path without its query string), filtered by
+/// [`LogRecord`](crate::observe::live::LogRecord) as its data (the path without its query string), filtered by
 /// `status` (`5xx`, `4xx`, or an exact status), `location` and `slow_ms` (at least this many
 /// milliseconds). A client too slow to keep up gets an event `dropped`.
 #[utoipa::path(get, path = "/api/logs/stream", tag = "operations", params(LogFilter),
     responses(
-        (status = 200, description = "Server-Sent Events: `event: log` with a LogRecord, `event: dropped` with Dropped", body = LogRecord, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events: `event: log` with a LogRecord, `event: dropped` with Dropped", body = StreamEvent, content_type = "text/event-stream"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn logs_stream(
     State(_state): State<AdminState>,
