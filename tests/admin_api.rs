@@ -147,6 +147,25 @@ async fn a_public_admin_address_without_users_is_refused() {
     assert!(output.contains("plain password"), "{output}");
 }
 
+/// A request for `bytes` bytes that the backend holds after its first chunk until released; the
+/// body length it got in the end.
+fn hold(pingap: &Pingap, bytes: usize) -> tokio::task::JoinHandle<usize> {
+    let url = pingap.url("web", "/api/hold");
+    tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("x-echo-stream-bytes", bytes.to_string())
+            .header("x-echo-hold", "1")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len()
+    })
+}
+
 /// Requests `path` from the data listener; the status.
 async fn status_of(pingap: &Pingap, path: &str) -> u16 {
     client()
@@ -383,20 +402,7 @@ async fn upstreams_status_and_explain_reflect_the_live_process() {
     let alice = Admin::login(&base, "alice", PASSWORD).await;
 
     // A request held by the backend is in flight to it.
-    let url = pingap.url("web", "/api/hold");
-    let held = tokio::spawn(async move {
-        client()
-            .get(url)
-            .header("x-echo-stream-bytes", "200000")
-            .header("x-echo-hold", "1")
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .len()
-    });
+    let held = hold(&pingap, 200000);
     assert!(backend.wait_for_hits(1, DEADLINE).await);
     let upstreams = alice.get("/api/upstreams").await;
     let member = &upstreams.json[0]["backends"][0];
@@ -471,20 +477,7 @@ async fn health_endpoints_answer_503_while_draining() {
 
     // A request held by the backend keeps the process draining; on the admin listener, a
     // request not finished yet.
-    let url = pingap.url("web", "/api/hold");
-    let held = tokio::spawn(async move {
-        client()
-            .get(url)
-            .header("x-echo-stream-bytes", "1000")
-            .header("x-echo-hold", "1")
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .len()
-    });
+    let held = hold(&pingap, 1000);
     assert!(backend.wait_for_hits(1, DEADLINE).await);
     let admin_addr = base.trim_start_matches("http://").parse().unwrap();
     let mut ready = open(admin_addr, "GET /ready HTTP/1.1\r\nHost: x\r\n").await;

@@ -2,7 +2,6 @@
 //! request, and the health endpoints load balancers poll.
 
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::extract::State;
@@ -73,14 +72,11 @@ pub async fn status(
 ) -> Response {
     let (snapshot, version) = state.controller.running();
     let uptime = state.started.elapsed();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
     axum::Json(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         uptime_seconds: uptime.as_secs(),
-        started_at: now.saturating_sub(uptime).as_secs(),
+        started_at: super::auth::unix_now().saturating_sub(uptime.as_secs()),
         config: ConfigStatus {
             version,
             digest: snapshot.digest(),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AdminState;
-use super::auth::{Identity, LoginError, SESSION_COOKIE, Via};
+use super::auth::{Identity, LoginError, SESSION_COOKIE, Via, unix_now};
 use super::bridge::Connection;
 use super::error::{ApiError, ErrorBody};
 
@@ -224,10 +224,4 @@ pub async fn session(
         idle_timeout_seconds: state.auth.idle_timeout().as_secs(),
     })
     .into_response()
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -86,7 +86,7 @@ fn mask_json_under(value: &mut serde_json::Value, key: Option<&str>, secret: boo
     match value {
         serde_json::Value::Object(map) => {
             for (name, child) in map.iter_mut() {
-                let inner = secret || (is_secret_key(name) && !KEY_FILES.contains(&name.as_str()));
+                let inner = secret || secret_key_in_api(name);
                 mask_json_under(child, Some(name), inner);
             }
         }
@@ -161,34 +161,35 @@ pub fn mask_document(text: &str) -> String {
     document.to_string()
 }
 
+/// Whether what is under key `name` is secret (`secret`: its parent is), and the key masking
+/// decides by; at a `structural` level the name is a section's or an entity's, not a key.
+fn below(name: &str, secret: bool, structural: usize) -> (bool, Option<&str>) {
+    if structural > 0 {
+        (secret, None)
+    } else {
+        (secret || secret_key_in_api(name), Some(name))
+    }
+}
+
+/// Whether every value under key `name` is masked (the files of keys are shown as paths).
+fn secret_key_in_api(name: &str) -> bool {
+    is_secret_key(name) && !KEY_FILES.contains(&name)
+}
+
 /// `structural` levels of tables below this one are names (sections, entities), not keys.
 fn mask_item(item: &mut Item, key: Option<&str>, secret: bool, structural: usize) {
     match item {
         Item::Table(table) => {
             for (name, child) in table.iter_mut() {
-                let (inner, child_key) = if structural > 0 {
-                    (secret, None)
-                } else {
-                    let name = name.get().to_string();
-                    let inner =
-                        secret || (is_secret_key(&name) && !KEY_FILES.contains(&name.as_str()));
-                    (inner, Some(name))
-                };
-                mask_item(
-                    child,
-                    child_key.as_deref(),
-                    inner,
-                    structural.saturating_sub(1),
-                );
+                let (inner, child_key) = below(name.get(), secret, structural);
+                mask_item(child, child_key, inner, structural.saturating_sub(1));
             }
         }
         Item::ArrayOfTables(tables) => {
             for table in tables.iter_mut() {
                 for (name, child) in table.iter_mut() {
-                    let name = name.get().to_string();
-                    let inner =
-                        secret || (is_secret_key(&name) && !KEY_FILES.contains(&name.as_str()));
-                    mask_item(child, Some(&name), inner, 0);
+                    let (inner, child_key) = below(name.get(), secret, 0);
+                    mask_item(child, child_key, inner, 0);
                 }
             }
         }
@@ -211,20 +212,8 @@ fn mask_value(value: &mut Value, key: Option<&str>, secret: bool, structural: us
         }
         Value::InlineTable(table) => {
             for (name, child) in table.iter_mut() {
-                let (inner, child_key) = if structural > 0 {
-                    (secret, None)
-                } else {
-                    let name = name.get().to_string();
-                    let inner =
-                        secret || (is_secret_key(&name) && !KEY_FILES.contains(&name.as_str()));
-                    (inner, Some(name))
-                };
-                mask_value(
-                    child,
-                    child_key.as_deref(),
-                    inner,
-                    structural.saturating_sub(1),
-                );
+                let (inner, child_key) = below(name.get(), secret, structural);
+                mask_value(child, child_key, inner, structural.saturating_sub(1));
             }
         }
         other if secret => {

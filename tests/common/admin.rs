@@ -1,8 +1,6 @@
 //! A client of the admin API for the tests: signs in (keeping the session cookie and sending the
 //! API's own `Origin` on changes, as a browser would) or uses a bearer token.
 
-use std::time::Duration;
-
 use super::Pingap;
 
 /// The users' password in the tests' configurations.
@@ -19,15 +17,7 @@ pub fn section(settings: &str) -> String {
 
 /// The admin API's base URL, from the line that announces it.
 pub fn url(pingap: &Pingap) -> String {
-    let line = pingap
-        .output
-        .wait_for("admin API on http", Duration::from_secs(10))
-        .expect("the admin address is logged");
-    line.split("admin API on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("an address after 'admin API on'")
-        .to_string()
+    pingap.announced_url("admin API on ")
 }
 
 /// An answer: status, headers and the body as JSON (`Null` when it is not JSON).

@@ -157,15 +157,20 @@ impl Pingap {
 
     /// The URL of the `[metrics]` endpoint, from the line that announces it.
     pub fn metrics_url(&self) -> String {
+        self.announced_url("metrics on ")
+    }
+
+    /// The URL logged after `announcement` (`"metrics on "`, `"admin API on "`).
+    pub fn announced_url(&self, announcement: &str) -> String {
+        let needle = format!("{announcement}http");
         let line = tokio::task::block_in_place(|| {
-            self.output
-                .wait_for("metrics on http://", Duration::from_secs(10))
+            self.output.wait_for(&needle, Duration::from_secs(10))
         })
-        .expect("the metrics address is logged");
-        line.split("metrics on ")
+        .unwrap_or_else(|| panic!("no line with {needle:?}:\n{}", self.output.text()));
+        line.split(announcement)
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
-            .expect("an address after 'metrics on'")
+            .expect("a URL after the announcement")
             .to_string()
     }
 
