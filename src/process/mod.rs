@@ -1,6 +1,7 @@
 //! The process around Pingora's `Server`: listeners bound up front, one proxy service per
 //! server, signal handling and reload, graceful drain.
 
+mod certificate_tasks;
 mod drain;
 mod linger;
 pub mod listeners;
@@ -233,6 +234,13 @@ pub fn run(
         "health checks",
         ActiveChecks {
             runtime: runtime.clone(),
+        },
+    ));
+
+    server.add_service(background_service(
+        "certificates",
+        certificate_tasks::CertificateMaintenance {
+            store: runtime.load().certificates.store.clone(),
         },
     ));
 

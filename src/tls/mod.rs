@@ -7,7 +7,7 @@
 //!   tls-alpn-01);
 //! * [`client_auth`]: mutual TLS (`client_ca`, `client_auth`) and `$ssl_client_*`;
 //! * [`certificate`]: the fields read from a certificate;
-//! * `ocsp` and `maintenance`: OCSP responses fetched, verified and stapled in the
+//! * [`ocsp`] and [`maintenance`]: OCSP responses fetched, verified and stapled in the
 //!   background, expiry warnings.
 //!
 //! Seams for ACME and the admin API: [`CertificateStore::install_issued`] (an issued certificate
@@ -18,6 +18,7 @@
 pub mod certificate;
 pub mod client_auth;
 pub mod maintenance;
+pub mod ocsp;
 pub mod resolver;
 pub mod store;
 
