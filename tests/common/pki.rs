@@ -96,6 +96,21 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A server certificate for `names` that expires in `days` days (at midnight UTC).
+    pub fn leaf_expiring(&self, names: &[&str], days: i64) -> Leaf {
+        use chrono::Datelike;
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let day = chrono::Utc::now() + chrono::Duration::days(days);
+        params.not_after = rcgen::date_time_ymd(
+            day.year(),
+            u8::try_from(day.month()).unwrap(),
+            u8::try_from(day.day()).unwrap(),
+        );
+        self.sign(params)
+    }
+
     /// A client certificate for `common_name` (organisation "pingap tests").
     pub fn client(&self, common_name: &str) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
