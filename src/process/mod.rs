@@ -164,9 +164,15 @@ pub fn run(
                     resolver.server(),
                     resolver.store().clone(),
                 )));
+                // HTTP/2 when enabled, HTTP/1.1, and ACME's tls-alpn-01 validation (answered
+                // by the resolver, then closed).
+                let mut protocols = Vec::new();
                 if listener.enable_h2 {
-                    settings.enable_h2();
+                    protocols.push(b"h2".to_vec());
                 }
+                protocols.push(b"http/1.1".to_vec());
+                protocols.push(crate::tls::resolver::ACME_TLS_ALPN.to_vec());
+                settings.set_alpn_protocols(protocols);
                 service.add_listener(endpoint(addr.clone(), true).tls(settings));
             }
             None => service.add_listener(endpoint(addr.clone(), false)),
