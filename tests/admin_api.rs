@@ -46,7 +46,7 @@ async fn signing_in_out_and_what_is_refused() {
     let refused = anonymous.get("/api/status").await;
     assert_eq!(refused.status, 401, "{}", refused.text);
     assert!(refused.json["error"].as_str().unwrap().contains("sign in"));
-    assert_eq!(anonymous.get("/api/locations").await.status, 401);
+    assert_eq!(anonymous.get("/api/config/locations").await.status, 401);
     assert_eq!(anonymous.get("/health").await.status, 200);
     assert_eq!(anonymous.get("/ready").await.status, 200);
 
@@ -651,4 +651,63 @@ async fn live_statistics_and_the_log_tail_stream_what_happens() {
         .find(|s| s["name"] == "backend")
         .unwrap();
     assert_eq!(upstream["last_minute"]["requests"], 23, "{upstream}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificates_are_shown_and_edited_with_their_keys_masked() {
+    let backend = Backend::start("b").await;
+    let ca = common::pki::Ca::new("admin test CA");
+    let leaf = ca.leaf(&["api.example.test"]);
+    let pingap = Pingap::start(&config(&backend, "", ""));
+    let base = admin::url(&pingap);
+    let alice = Admin::login(&base, "alice", PASSWORD).await;
+    assert_eq!(alice.get("/api/certificates").await.json, json!([]));
+
+    // A certificate with inline PEM, added through the API.
+    let created = alice
+        .put(
+            "/api/certificates/api",
+            json!({"tls_cert": leaf.cert_pem, "tls_key": leaf.key_pem}),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text);
+    let shown = alice.get("/api/certificates").await;
+    assert_eq!(shown.json[0]["name"], "api", "{}", shown.text);
+    assert_eq!(shown.json[0]["domains"], json!(["api.example.test"]));
+    assert!(shown.json[0]["not_after"].as_i64().unwrap() > 0);
+    assert!(
+        shown.json[0]["issuer"]
+            .as_str()
+            .unwrap()
+            .contains("admin test CA")
+    );
+
+    // The private key never comes back; saved as read, it is kept.
+    let read = alice.get("/api/certificates/api").await;
+    assert_eq!(read.json["tls_key"], "***", "{}", read.text);
+    assert!(!alice.get("/api/config").await.text.contains("PRIVATE KEY"));
+    let mut edited = read.json.clone();
+    edited["is_default"] = json!(true);
+    let saved = alice.put("/api/certificates/api", edited, &[]).await;
+    assert_eq!(saved.status, 200, "{}", saved.text);
+    let file = std::fs::read_to_string(pingap.config_path()).unwrap();
+    assert!(file.contains("PRIVATE KEY") && file.contains("is_default = true"));
+
+    // A key that does not belong to the certificate is refused with its key.
+    let other = ca.leaf(&["other.example.test"]);
+    let mismatched = alice
+        .put(
+            "/api/certificates/api",
+            json!({"tls_cert": leaf.cert_pem, "tls_key": other.key_pem}),
+            &[],
+        )
+        .await;
+    assert_eq!(mismatched.status, 422, "{}", mismatched.text);
+    assert!(
+        mismatched.json["errors"][0]["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("certificates.api")
+    );
 }

@@ -9,7 +9,7 @@
 //! * [`auth`] and [`session_api`]: users, sessions, tokens, CSRF and lockout;
 //! * [`config_api`] with [`documents`]: the configuration, its entities, plans, history, diffs and
 //!   rollbacks;
-//! * [`ops`]: status, upstreams, explain and the health endpoints; [`streams`]: live statistics
+//! * [`ops`]: status, upstreams, certificates, explain and the health endpoints; [`streams`]: live statistics
 //!   and the log tail as Server-Sent Events;
 //! * [`error`]: error answers; [`openapi`]: the OpenAPI document generated from the handlers.
 //!
@@ -89,6 +89,7 @@ fn routes() -> (OpenApiRouter<AdminState>, OpenApiRouter<AdminState>) {
         .routes(routes!(config_api::rollback))
         .routes(routes!(ops::status))
         .routes(routes!(ops::upstreams))
+        .routes(routes!(ops::certificates))
         .routes(routes!(ops::explain))
         .routes(routes!(streams::stats_stream))
         .routes(routes!(streams::logs_stream))

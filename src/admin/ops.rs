@@ -187,6 +187,15 @@ pub async fn upstreams(State(state): State<AdminState>) -> Response {
     axum::Json(views).into_response()
 }
 
+/// Every certificate served: domains, issuer, validity, where it comes from, its OCSP staple and
+/// its ACME status.
+#[utoipa::path(get, path = "/api/certificates", tag = "operations",
+    responses((status = 200, body = [crate::tls::CertificateSummary]), (status = 401, body = ErrorBody)))]
+pub async fn certificates(State(state): State<AdminState>) -> Response {
+    let runtime = state.controller.runtime().load();
+    axum::Json(runtime.certificates.store.summaries()).into_response()
+}
+
 /// `GET /api/explain?url=…&method=…&header=Name:%20value&server=…&client=…`
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

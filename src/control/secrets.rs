@@ -25,7 +25,7 @@ const SECRET_WORDS: [&str; 10] = [
     "users",
     "cookie",
 ];
-const NOT_SECRET: [&str; 3] = ["hash_key", "key_headers", "key_cookies"];
+const NOT_SECRET: [&str; 4] = ["hash_key", "key_headers", "key_cookies", "client_auth"];
 
 /// Keys naming files of keys: their value is shown when it is a path rather than inline PEM.
 const KEY_FILES: [&str; 3] = ["tls_key", "client_key", "acme_account_key"];

@@ -50,10 +50,12 @@ pub fn add(
     );
     let mut service = Service::new("admin".to_string(), app);
     match &plan.tls {
-        Some(resolver) => {
+        Some(certified) => {
             let mut settings = TlsSettings::intermediate("", "")
                 .map_err(|e| listen_error(std::io::Error::other(e.to_string())))?;
-            settings.set_cert_resolver(resolver.clone());
+            settings.set_cert_resolver(std::sync::Arc::new(rustls::sign::SingleCertAndKey::from(
+                certified.clone(),
+            )));
             service.add_tls_with_settings(&addr.to_string(), None, settings);
         }
         None => service.add_tcp(&addr.to_string()),

@@ -2,6 +2,7 @@
 //! server, signal handling and reload, graceful drain.
 
 mod admin_service;
+mod certificate_tasks;
 mod drain;
 mod linger;
 pub mod listeners;
@@ -150,16 +151,30 @@ pub fn run(
         };
         match &listener.tls {
             Some(resolver) => {
-                let mut settings =
-                    TlsSettings::intermediate("", "").map_err(|e| StartError::Listen {
-                        server: listener.server.clone(),
-                        addr: listener.addr,
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
+                // The client-certificate callback reads what mutual TLS verified
+                // (`$ssl_client_*`); the verifier follows the server's `client_ca` of the moment.
+                let mut settings = TlsSettings::with_callbacks(Box::new(
+                    crate::tls::client_auth::ClientCertCallback,
+                ))
+                .map_err(|e| StartError::Listen {
+                    server: listener.server.clone(),
+                    addr: listener.addr,
+                    source: std::io::Error::other(e.to_string()),
+                })?;
                 settings.set_cert_resolver(resolver.clone());
+                settings.set_client_cert_verifier(Arc::new(crate::tls::ListenerClientAuth::new(
+                    resolver.server(),
+                    resolver.store().clone(),
+                )));
+                // HTTP/2 when enabled, HTTP/1.1, and ACME's tls-alpn-01 validation (answered
+                // by the resolver, then closed).
+                let mut protocols = Vec::new();
                 if listener.enable_h2 {
-                    settings.enable_h2();
+                    protocols.push(b"h2".to_vec());
                 }
+                protocols.push(b"http/1.1".to_vec());
+                protocols.push(crate::tls::resolver::ACME_TLS_ALPN.to_vec());
+                settings.set_alpn_protocols(protocols);
                 service.add_listener(endpoint(addr.clone(), true).tls(settings));
             }
             None => service.add_listener(endpoint(addr.clone(), false)),
@@ -259,6 +274,13 @@ pub fn run(
         "health checks",
         ActiveChecks {
             runtime: runtime.clone(),
+        },
+    ));
+
+    server.add_service(background_service(
+        "certificates",
+        certificate_tasks::CertificateMaintenance {
+            store: runtime.load().certificates.store.clone(),
         },
     ));
 

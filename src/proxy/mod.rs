@@ -109,6 +109,12 @@ impl Proxy {
         if session.get_keepalive() == Some(0) {
             session.set_keepalive(Some(runtime.keepalive_timeout_secs));
         }
+        if self.tls {
+            ctx.plugin.client_cert = session
+                .digest()
+                .and_then(|digest| digest.ssl_digest.as_deref())
+                .and_then(crate::tls::client_auth::client_cert_of);
+        }
         let connection = request::Connection {
             server: &self.server,
             peer: session.client_addr().and_then(|a| a.as_inet()).copied(),
@@ -259,7 +265,7 @@ impl Proxy {
 static NEXT_CONNECTION_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 /// Whether the connection negotiated TLS 1.2. Clients without TLS 1.3 cipher suites are refused
-/// during the handshake ([`crate::tls::CertResolver`]); this catches those that offered them but
+/// during the handshake ([`crate::tls::ListenerTls`]); this catches those that offered them but
 /// not the version.
 fn negotiated_tls12(session: &Session) -> bool {
     session

@@ -28,7 +28,7 @@ use crate::observe::live::SeriesHandle;
 use crate::observe::metrics::LocationMetrics;
 use crate::router::Router;
 use crate::router::path_rewrite::Rewrite;
-use crate::tls::CertResolver;
+use crate::tls::{CertificateSet, CertificateStore, ListenerTls};
 use crate::upstream::Pool;
 use error_page::ErrorPages;
 
@@ -57,6 +57,19 @@ pub struct Runtime {
     pub trusted_proxies: TrustedProxies,
     /// Seconds an idle HTTP/1 client connection waits for its next request (`basic.keepalive_timeout`).
     pub keepalive_timeout_secs: u64,
+    /// The certificates it serves, and the process's store they go live in.
+    pub certificates: RuntimeCertificates,
+}
+
+/// The certificates of a runtime: the set compiled from its configuration and the store of the
+/// process (carried from runtime to runtime), which serves the set once the runtime is installed.
+#[derive(Debug, Clone)]
+pub struct RuntimeCertificates {
+    /// The process's certificate store: what handshakes are served from, what ACME installs
+    /// into and the admin API reads ([`CertificateStore::summaries`]).
+    pub store: Arc<CertificateStore>,
+    /// What this configuration says.
+    pub set: Arc<CertificateSet>,
 }
 
 impl Runtime {
@@ -177,7 +190,7 @@ pub struct AdminPlan {
     /// The listen address.
     pub addr: SocketAddr,
     /// Its certificate, for HTTPS.
-    pub tls: Option<Arc<CertResolver>>,
+    pub tls: Option<Arc<rustls::sign::CertifiedKey>>,
     /// Who may sign in.
     pub users: Vec<AdminUser>,
     /// API tokens, by name, as SHA-256 digests of the token.
@@ -259,8 +272,8 @@ pub struct ListenerPlan {
     pub server: String,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its certificate, for HTTPS.
-    pub tls: Option<Arc<CertResolver>>,
+    /// Its certificate resolver, for HTTPS.
+    pub tls: Option<Arc<ListenerTls>>,
     /// Worker threads, when the server overrides `basic.threads`.
     pub threads: Option<usize>,
     /// HTTP/2 without TLS (plain listeners).
@@ -278,9 +291,10 @@ pub struct RuntimeHandle {
 }
 
 impl RuntimeHandle {
-    /// A handle serving `runtime` as generation 1.
+    /// A handle serving `runtime` as generation 1 (its certificates go live).
     pub fn new(mut runtime: Runtime) -> Self {
         runtime.generation = 1;
+        activate(&runtime);
         RuntimeHandle {
             current: ArcSwap::from_pointee(runtime),
             generations: AtomicU64::new(1),
@@ -292,11 +306,19 @@ impl RuntimeHandle {
         self.current.load_full()
     }
 
-    /// Installs `runtime` as the next generation and returns that generation.
+    /// Installs `runtime` as the next generation (its certificates go live for the next
+    /// handshake) and returns that generation.
     pub fn install(&self, mut runtime: Runtime) -> u64 {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         runtime.generation = generation;
+        activate(&runtime);
         self.current.store(Arc::new(runtime));
         generation
     }
+}
+
+/// Serves the certificates of `runtime`.
+fn activate(runtime: &Runtime) {
+    let certificates = &runtime.certificates;
+    certificates.store.activate(certificates.set.clone());
 }

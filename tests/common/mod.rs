@@ -13,6 +13,7 @@ pub mod backend;
 pub mod dns;
 pub mod otlp;
 pub mod pki;
+pub mod tls_client;
 pub mod websocket;
 
 use std::collections::HashMap;
@@ -163,10 +164,9 @@ impl Pingap {
     /// The URL logged after `announcement` (`"metrics on "`, `"admin API on "`).
     pub fn announced_url(&self, announcement: &str) -> String {
         let needle = format!("{announcement}http");
-        let line = tokio::task::block_in_place(|| {
-            self.output.wait_for(&needle, Duration::from_secs(10))
-        })
-        .unwrap_or_else(|| panic!("no line with {needle:?}:\n{}", self.output.text()));
+        let line =
+            tokio::task::block_in_place(|| self.output.wait_for(&needle, Duration::from_secs(10)))
+                .unwrap_or_else(|| panic!("no line with {needle:?}:\n{}", self.output.text()));
         line.split(announcement)
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())

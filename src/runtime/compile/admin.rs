@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::Compiler;
 use crate::config::schema::Admin;
 use crate::runtime::{AdminPassword, AdminPlan, AdminUser};
-use crate::tls::MinVersion;
+use crate::tls::{certified_key, read_pem};
 
 /// The admin API's address when `[admin]` gives none.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9180";
@@ -58,7 +58,7 @@ impl Compiler<'_> {
             );
         }
         let tls = match (&spec.tls_cert, &spec.tls_key) {
-            (Some(cert), Some(key)) => self.certificate("admin", cert, key, MinVersion::Tls12),
+            (Some(cert), Some(key)) => self.admin_certificate(cert, key),
             (None, None) => None,
             (Some(_), None) => {
                 self.error("admin", "tls_key", "tls_cert needs tls_key");
@@ -101,6 +101,35 @@ impl Compiler<'_> {
             lockout_threshold,
             lockout_duration: duration(spec.lockout_duration, DEFAULT_LOCKOUT_DURATION),
         })
+    }
+
+    /// The admin listener's own certificate (it does not serve from the certificate store).
+    fn admin_certificate(
+        &mut self,
+        cert: &str,
+        key: &str,
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        let resolve = |path: &std::path::Path| self.resolve("admin", path);
+        let pems = (read_pem(cert, resolve), read_pem(key, resolve));
+        let (cert_pem, key_pem) = match pems {
+            (Ok(cert_pem), Ok(key_pem)) => (cert_pem, key_pem),
+            (cert_pem, key_pem) => {
+                if let Err(e) = cert_pem {
+                    self.error("admin", "tls_cert", e);
+                }
+                if let Err(e) = key_pem {
+                    self.error("admin", "tls_key", e);
+                }
+                return None;
+            }
+        };
+        match certified_key(&cert_pem, &key_pem) {
+            Ok(certified) => Some(std::sync::Arc::new(certified)),
+            Err(e) => {
+                self.error("admin", "tls_cert", e);
+                None
+            }
+        }
     }
 
     fn admin_users(&mut self, spec: &Admin) -> Vec<AdminUser> {
