@@ -11,21 +11,24 @@ use super::request::request_uri;
 use crate::observe::UpstreamAttempt;
 use crate::observe::live::{self, LogRecord};
 
-/// Counts the request in its location's series and each of its attempts in its upstream's,
-/// and publishes its record to the log tail's followers, if any.
+/// Counts the request, which ended at `ended`, in its location's series and each of its
+/// attempts in its upstream's, and publishes its record to the log tail's followers, if any.
 pub(super) fn finished(
     server: &str,
     session: &Session,
     ctx: &RequestCtx,
     status: u16,
-    elapsed: Duration,
+    ended: Instant,
 ) {
+    let elapsed = ended.saturating_duration_since(ctx.started);
     let stats = live::stats();
     if let Some(location) = &ctx.location {
-        stats.record(&location.live, status, elapsed);
+        stats.record_at(&location.live, ended, status, elapsed);
         if let Some(pool) = &location.upstream {
-            for (status, took) in ctx.attempts.list().iter().filter_map(attempt_outcome) {
-                stats.record(pool.live(), status, took);
+            for attempt in ctx.attempts.list() {
+                if let Some((status, took)) = attempt_outcome(attempt, ended) {
+                    stats.record_at(pool.live(), ended, status, took);
+                }
             }
         }
     }
@@ -36,13 +39,13 @@ pub(super) fn finished(
 /// choosing the backend to the response header; a failure without an answer (connection
 /// refused, timeout, broken connection) as a 502, with the time until it failed; nothing for an
 /// attempt cut short without either (the client went away first).
-fn attempt_outcome(attempt: &UpstreamAttempt) -> Option<(u16, Duration)> {
+fn attempt_outcome(attempt: &UpstreamAttempt, request_ended: Instant) -> Option<(u16, Duration)> {
     match (attempt.status, attempt.answered) {
         (Some(status), Some(answered)) => {
             Some((status, answered.saturating_duration_since(attempt.started)))
         }
         _ if attempt.failure.is_some() => {
-            let ended = attempt.ended.unwrap_or_else(Instant::now);
+            let ended = attempt.ended.unwrap_or(request_ended);
             Some((502, ended.saturating_duration_since(attempt.started)))
         }
         _ => None,

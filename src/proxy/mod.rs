@@ -661,13 +661,15 @@ impl ProxyHttp for Proxy {
         }
         self.metrics
             .finished(status, session.body_bytes_read(), session.body_bytes_sent());
-        let elapsed = ctx.started.elapsed();
+        let ended = Instant::now();
         if let Some(location) = &ctx.location {
-            location
-                .metrics
-                .finished(&session.req_header().method, status, elapsed);
+            location.metrics.finished(
+                &session.req_header().method,
+                status,
+                ended.saturating_duration_since(ctx.started),
+            );
             location.chain.logging(&mut ctx.plugin);
         }
-        live::finished(&self.server, session, ctx, status, elapsed);
+        live::finished(&self.server, session, ctx, status, ended);
     }
 }
