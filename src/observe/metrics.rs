@@ -26,6 +26,7 @@
 //! | `pingap_backend_up` | upstream, backend | 1 when the backend gets requests (checks, passive health, circuit) |
 //! | `pingap_backend_circuit_state` | upstream, backend | 0 closed, 1 open, 2 half-open |
 //! | `pingap_access_log_dropped_total` | log | access-log lines dropped (writer behind or failing) |
+//! | `pingap_acme_orders_total` | certificate, outcome | ACME orders: `issued` (a first certificate), `renewed`, `failed` |
 //! | `pingap_config_reloads_total` | result | reloads, `ok` or `failed` |
 //! | `pingap_config_rollbacks_total` | | configurations the rollback window took back |
 //! | `pingap_config_source_up` | | 1 while the configuration source (etcd) answers, 0 while it does not |
@@ -92,6 +93,7 @@ pub struct Metrics {
     last_reload: Gauge,
     uptime: Gauge,
     access_log_dropped: IntCounterVec,
+    acme_orders: IntCounterVec,
 }
 
 /// The process's metrics, registered on first use.
@@ -251,6 +253,16 @@ impl Metrics {
                     &["log"],
                 ),
             ),
+            acme_orders: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "pingap_acme_orders_total",
+                        "ACME orders, by certificate and outcome (issued, renewed, failed)",
+                    ),
+                    &["certificate", "outcome"],
+                ),
+            ),
             registry: registry.clone(),
         };
         let build = registered(
@@ -324,6 +336,13 @@ impl Metrics {
             }
             None => self.reloads.with_label_values(&["failed"]).inc(),
         }
+    }
+
+    /// Counts an ACME order of `certificate` and its outcome (`issued`, `renewed`, `failed`).
+    pub fn acme_order(&self, certificate: &str, outcome: &str) {
+        self.acme_orders
+            .with_label_values(&[certificate, outcome])
+            .inc();
     }
 
     /// Counts a configuration the rollback window took back.

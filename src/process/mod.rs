@@ -1,6 +1,7 @@
 //! The process around Pingora's `Server`: listeners bound up front, one proxy service per
 //! server, signal handling and reload, graceful drain.
 
+mod acme_tasks;
 mod drain;
 mod linger;
 pub mod listeners;
@@ -232,6 +233,15 @@ pub fn run(
         "dns refresh",
         DnsRefresh {
             runtime: runtime.clone(),
+        },
+    ));
+
+    server.add_service(background_service(
+        "acme",
+        acme_tasks::AcmeRenewals {
+            runtime: runtime.clone(),
+            source: source.clone(),
+            install: Arc::new(|_, _| Err("the certificate store is not wired yet".to_string())),
         },
     ));
 

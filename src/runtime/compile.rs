@@ -36,6 +36,8 @@ use crate::router::host::HostPattern;
 use crate::router::path::PathPattern;
 use crate::router::path_rewrite::Rewrite;
 use crate::router::{RouteSpec, Router, capture_names};
+use crate::tls::acme::AcmePlan;
+use crate::tls::acme::spec::Listeners as AcmeListeners;
 use crate::tls::{CertResolver, MinVersion, certified_key, read_pem};
 use crate::upstream::{Pool, PoolEnv};
 use pingap_plugins::vars::{Scope, check_group_name};
@@ -129,6 +131,7 @@ pub fn compile(
     let upstreams = cx.upstreams();
     let locations = cx.locations(&upstreams, &plugins);
     let (servers, listeners) = cx.servers(&locations);
+    let acme = cx.acme(&listeners);
     cx.not_yet_implemented();
 
     let Compiler { findings, .. } = cx;
@@ -154,6 +157,7 @@ pub fn compile(
                 .map_or(DEFAULT_KEEPALIVE_TIMEOUT, |d| d.get())
                 .as_secs()
                 .max(1),
+            acme: Arc::new(acme),
         },
         plan,
         warnings: findings.warnings,
@@ -868,6 +872,26 @@ impl Compiler<'_> {
                 None
             }
         }
+    }
+
+    /// The ACME certificates ([`crate::tls::acme::spec`]).
+    fn acme(&mut self, listeners: &[ListenerPlan]) -> AcmePlan {
+        let available = AcmeListeners {
+            plain: listeners.iter().any(|l| l.tls.is_none()),
+            tls: listeners.iter().any(|l| l.tls.is_some()),
+        };
+        let origins = self.origins;
+        let mut errors = Vec::new();
+        let plan = crate::tls::acme::spec::compile(
+            self.config,
+            available,
+            &|table, path| origins.resolve(table, path),
+            &mut |table, key, message| errors.push((table.to_string(), key.to_string(), message)),
+        );
+        for (table, key, message) in errors {
+            self.error(&table, &key, message);
+        }
+        plan
     }
 
     fn not_yet_implemented(&mut self) {

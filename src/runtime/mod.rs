@@ -28,6 +28,7 @@ use crate::observe::metrics::LocationMetrics;
 use crate::router::Router;
 use crate::router::path_rewrite::Rewrite;
 use crate::tls::CertResolver;
+use crate::tls::acme::AcmePlan;
 use crate::upstream::Pool;
 use error_page::ErrorPages;
 
@@ -56,6 +57,8 @@ pub struct Runtime {
     pub trusted_proxies: TrustedProxies,
     /// Seconds an idle HTTP/1 client connection waits for its next request (`basic.keepalive_timeout`).
     pub keepalive_timeout_secs: u64,
+    /// The certificates obtained from ACME directories, and where their material is kept.
+    pub acme: Arc<AcmePlan>,
 }
 
 impl Runtime {

@@ -3,6 +3,9 @@
 //!
 //! The resolver holds its certificate in an `ArcSwap`, so a reload replaces it without touching
 //! the listener; choosing among several certificates by SNI, ACME and OCSP stapling grow here.
+//! Certificates from ACME directories are obtained and renewed by [`acme`].
+
+pub mod acme;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

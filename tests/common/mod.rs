@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod dns;
 pub mod otlp;
+pub mod pebble;
 pub mod pki;
 pub mod websocket;
 

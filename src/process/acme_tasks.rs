@@ -1,0 +1,166 @@
+//! The ACME background service: looks after every `[certificates.NAME]` with `acme` in the
+//! running configuration, each at its own time ([`crate::tls::acme::renewer`]), and serves what
+//! is issued or found stored at once, in the step that obtained it.
+//!
+//! The certificates are looked up in the runtime current at each pass, so a reload that adds,
+//! changes or removes one takes effect within a second; a changed table is looked at again at
+//! once. While another instance sharing etcd orders, the challenges it published are answered
+//! here too.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::task::JoinSet;
+
+use crate::config::Source;
+use crate::observe::metrics::metrics;
+use crate::runtime::RuntimeHandle;
+use crate::tls::acme::storage::Issued;
+use crate::tls::acme::{AcmePlan, AcmeSpec, Checked, Renewer, Storage};
+
+/// The longest sleep between two looks at the runtime.
+const TICK: Duration = Duration::from_secs(1);
+/// How long to keep answering other instances' challenges after one was seen ordering.
+const MIRROR_FOR: Duration = Duration::from_secs(180);
+
+/// Serves a certificate issued for `[certificates.NAME]`.
+pub type Install = Arc<dyn Fn(&str, &Issued) -> Result<(), String> + Send + Sync>;
+
+/// Keeps the ACME certificates of the running configuration issued and renewed.
+pub struct AcmeRenewals {
+    /// Where the certificates are found.
+    pub runtime: Arc<RuntimeHandle>,
+    /// The configuration's source, whose storage keeps accounts and certificates.
+    pub source: Source,
+    /// Serves an issued certificate.
+    pub install: Install,
+}
+
+/// What the service knows of one certificate between looks.
+struct Known {
+    /// The settings of the last look.
+    spec: Arc<AcmeSpec>,
+    /// When to look next.
+    next_check: SystemTime,
+    /// The chain served now.
+    served: Option<String>,
+}
+
+#[async_trait]
+impl BackgroundService for AcmeRenewals {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut renewer: Option<(Option<PathBuf>, Option<Arc<Renewer>>)> = None;
+        let mut known: HashMap<String, Known> = HashMap::new();
+        let mut running: JoinSet<(Arc<AcmeSpec>, Checked)> = JoinSet::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut mirror_until: Option<SystemTime> = None;
+        loop {
+            let plan = self.runtime.load().acme.clone();
+            known.retain(|name, _| plan.certificates.iter().any(|spec| &spec.name == name));
+            let now = SystemTime::now();
+            if let Some(renewer) = self.renewer(&mut renewer, &plan, &mut known) {
+                for spec in &plan.certificates {
+                    let due = known
+                        .get(&spec.name)
+                        .is_none_or(|known| known.spec != *spec || known.next_check <= now);
+                    if due && in_flight.insert(spec.name.clone()) {
+                        let spec = spec.clone();
+                        let renewer = renewer.clone();
+                        running.spawn(async move {
+                            let checked = renewer.check(&spec).await;
+                            (spec, checked)
+                        });
+                    }
+                }
+                if mirror_until.is_some_and(|until| until > now) {
+                    renewer.mirror_published().await;
+                }
+            }
+            tokio::select! {
+                finished = running.join_next(), if !running.is_empty() => {
+                    let Some(Ok((spec, checked))) = finished else { continue };
+                    in_flight.remove(&spec.name);
+                    if checked.others_ordering {
+                        mirror_until = Some(SystemTime::now() + MIRROR_FOR);
+                    }
+                    if let Some(outcome) = &checked.ordered {
+                        metrics().acme_order(&spec.name, outcome.label());
+                    }
+                    // A certificate removed from the configuration meanwhile is not served.
+                    if !plan.certificates.iter().any(|s| s.name == spec.name) {
+                        continue;
+                    }
+                    let name = spec.name.clone();
+                    let entry = known.entry(name.clone()).or_insert_with(|| Known {
+                        spec: spec.clone(),
+                        next_check: checked.next_check,
+                        served: None,
+                    });
+                    entry.spec = spec;
+                    entry.next_check = checked.next_check;
+                    if let Some(issued) = &checked.certificate
+                        && entry.served.as_deref() != Some(issued.chain_pem.as_str())
+                    {
+                        match (self.install)(&name, issued) {
+                            Ok(()) => {
+                                tracing::info!(
+                                    certificate = %name,
+                                    domains = %issued.domains.join(","),
+                                    "serving the ACME certificate"
+                                );
+                                entry.served = Some(issued.chain_pem.clone());
+                            }
+                            Err(e) => tracing::error!(
+                                certificate = %name,
+                                "cannot serve the ACME certificate: {e}"
+                            ),
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(TICK) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+impl AcmeRenewals {
+    /// The renewer for the plan's storage: the current one, or a new one when the storage
+    /// changed (which forgets what was known). None when there is nothing to look after or
+    /// nowhere to keep it.
+    fn renewer(
+        &self,
+        current: &mut Option<(Option<PathBuf>, Option<Arc<Renewer>>)>,
+        plan: &AcmePlan,
+        known: &mut HashMap<String, Known>,
+    ) -> Option<Arc<Renewer>> {
+        if plan.certificates.is_empty() {
+            return None;
+        }
+        if let Some((dir, renewer)) = current
+            && *dir == plan.dir
+        {
+            return renewer.clone();
+        }
+        known.clear();
+        let renewer = match Storage::for_source(&self.source, plan.dir.as_deref()) {
+            Some(storage) => {
+                tracing::info!("ACME accounts and certificates are kept in {storage}");
+                Some(Arc::new(Renewer::new(storage)))
+            }
+            None => {
+                tracing::error!(
+                    "ACME needs somewhere to keep accounts and certificates: set basic.acme_dir"
+                );
+                None
+            }
+        };
+        *current = Some((plan.dir.clone(), renewer.clone()));
+        renewer
+    }
+}
