@@ -142,10 +142,8 @@ impl Pebble {
     /// The root certificate (PEM) that signs what pebble issues now.
     pub async fn issuing_root(&self) -> String {
         let url = format!("https://127.0.0.1:{}/roots/0", self.management_port);
-        let client = reqwest::Client::builder()
-            .no_proxy()
+        let client = super::client_builder()
             .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap()])
-            .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
         let response = client.get(&url).send().await.unwrap();
@@ -243,9 +241,10 @@ impl Pebble {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + START_DEADLINE;
         while Instant::now() < deadline {
-            match child(self) {
-                Some(child) if child.try_wait().ok().flatten().is_none() => {}
-                _ => return false,
+            let running =
+                child(self).is_some_and(|child| child.try_wait().ok().flatten().is_none());
+            if !running {
+                return false;
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                 return true;
@@ -340,4 +339,35 @@ pub async fn served_chain(
         .iter()
         .map(|c| c.clone().into_owned())
         .collect())
+}
+
+/// Checks that `chain_pem` (leaf first) is a chain for `server_name` up to `root_pem`, now.
+pub fn verify_chain(chain_pem: &str, root_pem: &str, server_name: &str) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let (leaf, intermediates) = chain.split_first().ok_or("an empty chain")?;
+    verifier
+        .verify_server_cert(
+            leaf,
+            intermediates,
+            &ServerName::try_from(server_name.to_string()).unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -1,0 +1,102 @@
+//! ACME against a real directory: Debian's pebble on loopback, validating through pingap's own
+//! listeners (http-01 on the plain server, tls-alpn-01 on the TLS server). Certificates are
+//! issued, stored in the configuration's storage, served, renewed when a third of their
+//! lifetime remains, and ordered again after the directory was down, with back-off in between.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::pebble::{self, Options, Pebble};
+use common::{Pingap, RefusingPort};
+use nix::sys::signal::Signal;
+
+/// How long an order may take, from the trigger to the stored certificate.
+const ORDER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A plain server and nothing else.
+fn plain_config() -> String {
+    "[servers.web]\naddr = '127.0.0.1:0'\n".to_string()
+}
+
+/// `[certificates.site]` ordering `domains` from `pebble`.
+fn acme_table(pebble: &Pebble, domains: &[&str], extra: &str) -> String {
+    let domains: Vec<String> = domains.iter().map(|d| format!("'{d}'")).collect();
+    format!(
+        "[certificates.site]\ndomains = [{}]\nacme = '{}'\nacme_ca_file = '{}'\n\
+         acme_email = 'ops@example.com'\n{extra}",
+        domains.join(", "),
+        pebble.directory_url(),
+        pebble.ca_file().display()
+    )
+}
+
+/// The stored record of certificate `name` beside the configuration, once it has a chain.
+async fn stored_chain(config: &Path, name: &str, deadline: Duration) -> Option<String> {
+    let path = acme_dir(config).join(format!("certificates/{name}.json"));
+    let until = std::time::Instant::now() + deadline;
+    while std::time::Instant::now() < until {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(record) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(chain) = record["issued"]["chain_pem"].as_str()
+        {
+            return Some(chain.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+fn acme_dir(config: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.acme", config.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_issues_a_certificate_added_by_a_reload_and_stores_it_privately() {
+    let pingap = Pingap::start(&plain_config());
+    let tls_port = RefusingPort::new();
+    let pebble = Pebble::start(Options {
+        http_port: pingap.addr("web").port(),
+        tls_port: tls_port.addr.port(),
+        validity_secs: None,
+    });
+    let config = pingap.config_path();
+    std::fs::write(
+        &config,
+        plain_config() + &acme_table(&pebble, &["acme.test", "www.acme.test"], ""),
+    )
+    .unwrap();
+    pingap.signal(Signal::SIGHUP);
+
+    let chain = stored_chain(&config, "site", ORDER_DEADLINE)
+        .await
+        .unwrap_or_else(|| panic!("no certificate stored:\n{}", pingap.output.text()));
+    let root = pebble.issuing_root().await;
+    for name in ["acme.test", "www.acme.test"] {
+        pebble::verify_chain(&chain, &root, name).unwrap();
+    }
+    assert!(pebble::verify_chain(&chain, &root, "other.test").is_err());
+    let text = pingap.output.text();
+    assert!(text.contains("certificate issued"), "{text}");
+    assert!(text.contains("created an ACME account"), "{text}");
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "a key reached the log:\n{text}"
+    );
+
+    // Accounts and certificates are the owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = acme_dir(&config);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("certificates/site.json")), 0o600);
+    let accounts: Vec<_> = std::fs::read_dir(dir.join("accounts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(accounts.len(), 1, "{accounts:?}");
+    assert_eq!(mode(&accounts[0]), 0o600);
+}
