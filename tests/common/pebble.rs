@@ -54,56 +54,53 @@ pub struct Pebble {
 impl Pebble {
     /// Starts pebble and its DNS server; panics with their logs if they do not start.
     pub fn start(options: Options) -> Pebble {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_pem = https_certificate(&dir);
-        let mut pebble = Pebble {
-            options,
-            pebble: None,
-            dns: None,
-            dir,
-            acme_port: 0,
-            management_port: 0,
-            dns_port: 0,
-            ca_pem,
-        };
+        let mut pebble = Pebble::prepare(options);
         for _ in 0..5 {
-            pebble.acme_port = free_port();
-            pebble.management_port = free_port();
-            pebble.dns_port = free_dual_port();
             if pebble.launch_dns() && pebble.launch() {
                 return pebble;
             }
             pebble.stop_all();
+            pebble.acme_port = free_port();
+            pebble.management_port = free_port();
+            pebble.dns_port = free_dual_port();
         }
         panic!("pebble did not start on any ports tried:\n{}", pebble.log());
     }
 
-    /// Starts pebble with its directory on a port chosen by the caller (one it reserved and
-    /// let go of, for a pingap configured before pebble ran).
-    pub fn start_on(options: Options, acme_port: u16) -> Pebble {
+    /// A pebble whose directory URL and CA are known but that does not run yet (a pingap
+    /// configured before pebble runs sees it down); [`Pebble::start_prepared`] starts it on
+    /// that URL.
+    pub fn prepare(options: Options) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let ca_pem = https_certificate(&dir);
-        let mut pebble = Pebble {
+        Pebble {
             options,
             pebble: None,
             dns: None,
             dir,
-            acme_port,
-            management_port: 0,
-            dns_port: 0,
+            acme_port: free_port(),
+            management_port: free_port(),
+            dns_port: free_dual_port(),
             ca_pem,
-        };
+        }
+    }
+
+    /// Starts a prepared pebble, validating on the ports of `options`, with its directory on
+    /// the port chosen by [`Pebble::prepare`]; panics with its log if it does not start.
+    pub fn start_prepared(&mut self, options: Options) {
+        self.options = options;
         for _ in 0..5 {
-            pebble.management_port = free_port();
-            pebble.dns_port = free_dual_port();
-            if pebble.launch_dns() && pebble.launch() {
-                return pebble;
+            if self.launch_dns() && self.launch() {
+                return;
             }
-            pebble.stop_all();
+            self.stop_all();
+            self.management_port = free_port();
+            self.dns_port = free_dual_port();
         }
         panic!(
-            "pebble did not start on port {acme_port}:\n{}",
-            pebble.log()
+            "pebble did not start on port {}:\n{}",
+            self.acme_port,
+            self.log()
         );
     }
 

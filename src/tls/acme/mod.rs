@@ -9,7 +9,8 @@
 //! * [`client`]: the account and one order, with `instant-acme`;
 //! * [`challenges`]: the http-01 and tls-alpn-01 answers pending now;
 //! * [`renewer`]: one look at one certificate, from reading what is stored to storing what was
-//!   issued.
+//!   issued;
+//! * [`status`]: what the admin API shows of each.
 //!
 //! The background service that looks at every certificate of the running configuration and
 //! serves what is issued lives with the process (`crate::process`).
@@ -19,9 +20,11 @@ pub mod client;
 pub mod renewer;
 pub mod schedule;
 pub mod spec;
+pub mod status;
 pub mod storage;
 
 pub use challenges::{Challenges, challenges};
 pub use renewer::{Checked, OrderOutcome, Renewer};
 pub use spec::{AcmePlan, AcmeSpec, ChallengeKind};
+pub use status::AcmeStatus;
 pub use storage::Storage;
