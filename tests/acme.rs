@@ -100,3 +100,59 @@ async fn http01_issues_a_certificate_added_by_a_reload_and_stores_it_privately()
     assert_eq!(accounts.len(), 1, "{accounts:?}");
     assert_eq!(mode(&accounts[0]), 0o600);
 }
+
+/// The metric line `pingap_acme_orders_total{certificate="site",outcome="OUTCOME"}`.
+fn orders(outcome: &str) -> String {
+    format!("pingap_acme_orders_total{{certificate=\"site\",outcome=\"{outcome}\"}}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_is_down_is_retried_with_backoff_until_the_order_completes() {
+    let tls_port = RefusingPort::new();
+    let mut pebble = Pebble::prepare(Options {
+        http_port: 0,
+        tls_port: 0,
+        validity_secs: None,
+    });
+    let config = format!(
+        "[metrics]\nenabled = true\naddr = '127.0.0.1:0'\n{}{}",
+        plain_config(),
+        acme_table(&pebble, &["down.acme.test"], "acme_retry_delay = '1s'\n")
+    );
+    let pingap = Pingap::start(&config);
+    let metrics = pingap.metrics_url();
+
+    // Refused connections: the waits after them double (1 s, 2 s, 4 s), never a loop.
+    for (failures, wait) in [(1, 1), (2, 2), (3, 4)] {
+        let line = pingap
+            .output
+            .wait_for_all(
+                &["ACME order failed", &format!("failures={failures} ")],
+                Duration::from_secs(20),
+            )
+            .unwrap_or_else(|| panic!("no failure {failures}:\n{}", pingap.output.text()));
+        assert!(line.contains(&format!("retry_in_secs={wait}")), "{line}");
+    }
+    assert_eq!(common::metric(&metrics, &orders("failed")).await, Some(3.0));
+    let record =
+        std::fs::read_to_string(acme_dir(&pingap.config_path()).join("certificates/site.json"))
+            .unwrap();
+    assert!(record.contains("\"count\": 3"), "{record}");
+
+    pebble.start_prepared(Options {
+        http_port: pingap.addr("web").port(),
+        tls_port: tls_port.addr.port(),
+        validity_secs: None,
+    });
+    let chain = stored_chain(&pingap.config_path(), "site", ORDER_DEADLINE)
+        .await
+        .unwrap_or_else(|| panic!("no certificate stored:\n{}", pingap.output.text()));
+    pebble::verify_chain(&chain, &pebble.issuing_root().await, "down.acme.test").unwrap();
+    assert_eq!(common::metric(&metrics, &orders("issued")).await, Some(1.0));
+    let failed = common::metric(&metrics, &orders("failed")).await.unwrap();
+    assert!((3.0..=4.0).contains(&failed), "{failed} failures");
+    let record =
+        std::fs::read_to_string(acme_dir(&pingap.config_path()).join("certificates/site.json"))
+            .unwrap();
+    assert!(record.contains("\"failure\": null"), "{record}");
+}
