@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd_server;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -155,4 +157,57 @@ async fn a_directory_that_is_down_is_retried_with_backoff_until_the_order_comple
         std::fs::read_to_string(acme_dir(&pingap.config_path()).join("certificates/site.json"))
             .unwrap();
     assert!(record.contains("\"failure\": null"), "{record}");
+}
+
+#[test]
+fn etcd_keeps_records_beside_the_configuration_and_one_order_lock_at_a_time() {
+    use pingap::config::etcd::{EtcdOptions, EtcdSource};
+    use pingap::tls::acme::Storage;
+    use pingap::tls::acme::storage::{CertificateRecord, Failure};
+    let server = etcd_server::EtcdServer::start();
+    let connect = || {
+        let options = EtcdOptions::parse(&server.url("/edge"), &|_| None).unwrap();
+        Storage::Etcd(EtcdSource::connect(options).unwrap())
+    };
+    let (one, two) = (connect(), connect());
+    let record = CertificateRecord {
+        issued: None,
+        failure: Some(Failure {
+            at: 7,
+            count: 1,
+            error: "refused".into(),
+            directory: "https://ca.example/dir".into(),
+            domains: vec!["a.example.com".into()],
+        }),
+    };
+    one.put_certificate("site", &record).unwrap();
+    assert_eq!(two.certificate("site").unwrap(), Some(record));
+    assert_eq!(two.certificate("other").unwrap(), None);
+
+    let held = one
+        .try_lock("site", "one")
+        .unwrap()
+        .expect("the lock is free");
+    assert!(two.try_lock("site", "two").unwrap().is_none());
+    held.publish("challenges/tok", "answer").unwrap();
+    assert_eq!(
+        two.published("challenges/").unwrap(),
+        [("tok".to_string(), "answer".to_string())]
+    );
+    // Released with the lock (its lease is revoked): the lock and what was published.
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        if let Some(lock) = two.try_lock("site", "two").unwrap() {
+            break lock;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was never released"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(two.published("challenges/").unwrap().is_empty());
+    assert!(one.try_lock("site", "one").unwrap().is_none());
+    drop(taken);
 }
