@@ -4,8 +4,8 @@
 //!
 //! The certificates are looked up in the runtime current at each pass, so a reload that adds,
 //! changes or removes one takes effect within a second; a changed table is looked at again at
-//! once. While another instance sharing etcd orders, the challenges it published are answered
-//! here too.
+//! once. With etcd, the challenges other instances publish while they order are answered here
+//! too (read every second).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -25,8 +25,6 @@ use crate::tls::acme::{AcmePlan, AcmeSpec, Checked, Renewer, Storage};
 
 /// The longest sleep between two looks at the runtime.
 const TICK: Duration = Duration::from_secs(1);
-/// How long to keep answering other instances' challenges after one was seen ordering.
-const MIRROR_FOR: Duration = Duration::from_secs(180);
 
 /// Serves a certificate issued for `[certificates.NAME]`.
 pub type Install = Arc<dyn Fn(&str, &Issued) -> Result<(), String> + Send + Sync>;
@@ -58,7 +56,6 @@ impl BackgroundService for AcmeRenewals {
         let mut known: HashMap<String, Known> = HashMap::new();
         let mut running: JoinSet<(Arc<AcmeSpec>, Checked)> = JoinSet::new();
         let mut in_flight: HashSet<String> = HashSet::new();
-        let mut mirror_until: Option<SystemTime> = None;
         loop {
             let plan = self.runtime.load().acme.clone();
             known.retain(|name, _| plan.certificates.iter().any(|spec| &spec.name == name));
@@ -77,7 +74,7 @@ impl BackgroundService for AcmeRenewals {
                         });
                     }
                 }
-                if mirror_until.is_some_and(|until| until > now) {
+                if renewer.shares_challenges() {
                     renewer.mirror_published().await;
                 }
             }
@@ -85,9 +82,6 @@ impl BackgroundService for AcmeRenewals {
                 finished = running.join_next(), if !running.is_empty() => {
                     let Some(Ok((spec, checked))) = finished else { continue };
                     in_flight.remove(&spec.name);
-                    if checked.others_ordering {
-                        mirror_until = Some(SystemTime::now() + MIRROR_FOR);
-                    }
                     if let Some(outcome) = &checked.ordered {
                         metrics().acme_order(&spec.name, outcome.label());
                     }

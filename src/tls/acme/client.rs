@@ -26,6 +26,9 @@ use super::storage::{AccountRecord, Storage, StorageError, account_id};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the directory may take to validate the challenges and to issue.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long other instances get to read a published challenge (they read every second)
+/// before the directory is told to validate.
+const PUBLISHED_SETTLE: Duration = Duration::from_secs(2);
 
 /// Why an account or an order failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,12 +154,12 @@ pub struct Certificate {
 }
 
 /// Orders a certificate for the spec's domains, answering its challenges (through
-/// [`super::challenges`], and `publish` for other instances) until the directory has validated
-/// them.
+/// [`super::challenges`], and `publish` for other instances, which says whether other instances
+/// will see it) until the directory has validated them.
 pub async fn order(
     account: &Account,
     spec: &AcmeSpec,
-    publish: &(dyn Fn(&Pending) -> Result<(), StorageError> + Sync),
+    publish: &(dyn Fn(&Pending) -> Result<bool, StorageError> + Sync),
 ) -> Result<Certificate, AcmeError> {
     let identifiers: Vec<Identifier> = spec
         .domains
@@ -200,7 +203,9 @@ pub async fn order(
             key_authorization: challenge.key_authorization().as_str().to_string(),
         };
         answering.add(pending.clone()).map_err(AcmeError::Order)?;
-        publish(&pending)?;
+        if publish(&pending)? {
+            tokio::time::sleep(PUBLISHED_SETTLE).await;
+        }
         challenge
             .set_ready()
             .await

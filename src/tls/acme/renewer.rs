@@ -61,8 +61,6 @@ pub struct Checked {
     pub failure: Option<Failure>,
     /// When to look again.
     pub next_check: SystemTime,
-    /// Whether another instance holds the order lock (its challenges may need answering here).
-    pub others_ordering: bool,
 }
 
 /// Looks after the ACME certificates kept in one storage.
@@ -93,6 +91,12 @@ impl Renewer {
     /// Where the material is kept.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// Whether instances share this storage's challenges (etcd): then
+    /// [`Renewer::mirror_published`] is worth calling.
+    pub fn shares_challenges(&self) -> bool {
+        matches!(self.storage, Storage::Etcd(_))
     }
 
     /// Answers the challenges other instances published while they order (they share etcd
@@ -184,7 +188,7 @@ impl Renewer {
         let record = self.read(name).await;
         let now = SystemTime::now();
         let reason = match next_step(spec, Some(&record), now) {
-            Step::WaitUntil(due) => return checked(record, None, due, false),
+            Step::WaitUntil(due) => return checked(record, None, due),
             Step::Order(reason) => reason,
         };
         let lock = {
@@ -200,7 +204,7 @@ impl Renewer {
                     certificate = name,
                     "another instance is ordering this certificate; looking again shortly"
                 );
-                return checked(record, None, now + LOCKED_RECHECK, true);
+                return checked(record, None, now + LOCKED_RECHECK);
             }
             Err(e) => {
                 let error = format!("cannot take the order lock: {e}");
@@ -210,7 +214,7 @@ impl Renewer {
         // Someone may have finished an order between the first read and the lock.
         let record = self.read(name).await;
         let reason = match next_step(spec, Some(&record), SystemTime::now()) {
-            Step::WaitUntil(due) => return checked(record, None, due, false),
+            Step::WaitUntil(due) => return checked(record, None, due),
             Step::Order(_) => reason,
         };
         tracing::info!(
@@ -222,6 +226,7 @@ impl Renewer {
         let publish = |pending: &Pending| {
             let value = serde_json::to_string(pending).unwrap_or_default();
             lock.publish(&format!("challenges/{}", pending.token), &value)
+                .map(|()| self.shares_challenges())
         };
         let outcome = tokio::time::timeout(ORDER_TIMEOUT, async {
             let (account, created) = client::account(&self.storage, spec).await?;
@@ -287,7 +292,7 @@ impl Renewer {
             Step::WaitUntil(due) => due,
             Step::Order(_) => SystemTime::now() + spec.retry_delay,
         };
-        checked(record, Some(outcome), due, false)
+        checked(record, Some(outcome), due)
     }
 
     /// Records a failed order of `spec` and when the next may start.
@@ -323,7 +328,7 @@ impl Renewer {
         self.write(&spec.name, &record).await;
         // Whole seconds are stored: wait from the stored time, as a restart would.
         let due = record.failure.as_ref().map_or(now, Failure::at) + wait;
-        checked(record, Some(OrderOutcome::Failed(error)), due, false)
+        checked(record, Some(OrderOutcome::Failed(error)), due)
     }
 }
 
@@ -341,12 +346,7 @@ impl Drop for Renewer {
 }
 
 /// The result of a look that ends with `record`, due at `due`.
-fn checked(
-    record: CertificateRecord,
-    ordered: Option<OrderOutcome>,
-    due: SystemTime,
-    others_ordering: bool,
-) -> Checked {
+fn checked(record: CertificateRecord, ordered: Option<OrderOutcome>, due: SystemTime) -> Checked {
     let next_check = due.min(SystemTime::now() + RECHECK);
     Checked {
         certificate: record.issued,
@@ -354,7 +354,6 @@ fn checked(
         due: Some(due),
         failure: record.failure,
         next_check,
-        others_ordering,
     }
 }
 
