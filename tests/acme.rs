@@ -211,3 +211,48 @@ fn etcd_keeps_records_beside_the_configuration_and_one_order_lock_at_a_time() {
     assert!(one.try_lock("site", "one").unwrap().is_none());
     drop(taken);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_etcd_answer_the_challenges_another_one_published() {
+    use pingap::config::etcd::{EtcdOptions, EtcdSource};
+    use pingap::tls::acme::challenges::{Pending, PendingKind};
+    use pingap::tls::acme::{Renewer, Storage, challenges};
+    let server = etcd_server::EtcdServer::start();
+    let connect = || {
+        let options = EtcdOptions::parse(&server.url("/edge"), &|_| None).unwrap();
+        Storage::Etcd(EtcdSource::connect(options).unwrap())
+    };
+    let (ordering, here) = tokio::task::block_in_place(|| (connect(), connect()));
+    let renewer = Renewer::new(here);
+    assert!(renewer.shares_challenges());
+    let pending = Pending {
+        kind: PendingKind::Http01,
+        domain: "shared.acme.test".into(),
+        token: "shared-token".into(),
+        key_authorization: "shared-token.thumbprint".into(),
+    };
+    let path = "/.well-known/acme-challenge/shared-token";
+    let lock = tokio::task::block_in_place(|| {
+        let lock = ordering.try_lock("site", "other").unwrap().unwrap();
+        lock.publish(
+            "challenges/shared-token",
+            &serde_json::to_string(&pending).unwrap(),
+        )
+        .unwrap();
+        lock
+    });
+    assert_eq!(challenges().http01(path), None);
+    renewer.mirror_published().await;
+    assert_eq!(
+        challenges().http01(path).as_deref(),
+        Some("shared-token.thumbprint")
+    );
+    // The order is over: the lock and what it published are gone, and so is the answer.
+    drop(lock);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while challenges().http01(path).is_some() {
+        assert!(std::time::Instant::now() < deadline, "still answered");
+        renewer.mirror_published().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
