@@ -256,3 +256,86 @@ async fn instances_sharing_etcd_answer_the_challenges_another_one_published() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Starts pingap on the configuration at the etcd URL `url`.
+fn start_on_etcd(url: &str) -> Pingap {
+    let mut start = common::command();
+    start.arg("-c").arg(url);
+    let mut pingap = Pingap::launch(start, tempfile::tempdir().unwrap());
+    pingap.wait_started();
+    pingap
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_etcd_order_once_and_share_the_certificate() {
+    use pingap::config::etcd::{EtcdOptions, EtcdSource};
+    let server = etcd_server::EtcdServer::start();
+    let url = server.url("/edge");
+    let operator = tokio::task::block_in_place(|| {
+        let operator = EtcdSource::connect(EtcdOptions::parse(&url, &|_| None).unwrap()).unwrap();
+        for (table, name, body) in [
+            ("basic", None, "auto_reload = true\n"),
+            ("metrics", None, "enabled = true\naddr = '127.0.0.1:0'\n"),
+            ("servers", Some("web"), "addr = '127.0.0.1:0'\n"),
+        ] {
+            operator.put_entity(table, name, Some(body), None).unwrap();
+        }
+        operator
+    });
+    let (a, b) = (start_on_etcd(&url), start_on_etcd(&url));
+    let tls_port = RefusingPort::new();
+    // Pebble validates through the first instance only: when the second one orders, the first
+    // answers the challenges it published.
+    let pebble = Pebble::start(Options {
+        http_port: a.addr("web").port(),
+        tls_port: tls_port.addr.port(),
+        validity_secs: None,
+    });
+    let table = acme_table(&pebble, &["shared.acme.test"], "");
+    let body = table.split_once('\n').unwrap().1.to_string();
+    tokio::task::block_in_place(|| {
+        operator
+            .put_entity("certificates", Some("site"), Some(&body), None)
+            .unwrap()
+    });
+
+    let deadline = std::time::Instant::now() + ORDER_DEADLINE;
+    let chain = loop {
+        let record =
+            tokio::task::block_in_place(|| operator.data_get("_acme/certificates/site").unwrap());
+        if let Some(record) = record {
+            let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+            if let Some(chain) = record["issued"]["chain_pem"].as_str() {
+                break chain.to_string();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing issued:\n{}\n{}",
+            a.output.text(),
+            b.output.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    pebble::verify_chain(&chain, &pebble.issuing_root().await, "shared.acme.test").unwrap();
+    let count = async |pingap: &Pingap, outcome: &str| {
+        common::metric(&pingap.metrics_url(), &orders(outcome))
+            .await
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        count(&a, "issued").await + count(&b, "issued").await,
+        1.0,
+        "one order between them"
+    );
+    assert_eq!(count(&a, "failed").await + count(&b, "failed").await, 0.0);
+    let ordered_by = if count(&a, "issued").await == 1.0 {
+        "a"
+    } else {
+        "b"
+    };
+    eprintln!("instance {ordered_by} ordered");
+    // One account between them too.
+    let accounts = tokio::task::block_in_place(|| operator.data_list("_acme/accounts/").unwrap());
+    assert_eq!(accounts.len(), 1);
+}
