@@ -18,8 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-
 /// Debian's pebble.
 pub const PEBBLE: &str = "/usr/bin/pebble";
 /// Debian's pebble-challtestsrv.
@@ -264,21 +262,11 @@ impl Drop for Pebble {
 /// Makes a CA and a certificate for 127.0.0.1 and localhost signed by it for pebble's HTTPS,
 /// written into `dir`; returns the CA (PEM), also written as `pebble-ca.pem`.
 fn https_certificate(dir: &tempfile::TempDir) -> String {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "pebble HTTPS test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    std::fs::write(dir.path().join("pebble-cert.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.path().join("pebble-key.pem"), key.serialize_pem()).unwrap();
-    std::fs::write(dir.path().join("pebble-ca.pem"), ca.pem()).unwrap();
-    ca.pem()
+    let pki = super::pki::Pki::new(&["127.0.0.1", "localhost"]);
+    std::fs::write(dir.path().join("pebble-cert.pem"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.path().join("pebble-key.pem"), &pki.key_pem).unwrap();
+    std::fs::write(dir.path().join("pebble-ca.pem"), &pki.ca_pem).unwrap();
+    pki.ca_pem
 }
 
 /// A TCP port nothing listens on right now.
