@@ -50,6 +50,7 @@ fn bench_formats(c: &mut Criterion) {
             request_id: None,
             location: "api",
             captures: &[],
+            client_cert: None,
         },
         upstream_uri: "/api/v1/users/42?expand=orders",
         time: SystemTime::now(),

@@ -88,6 +88,7 @@ fn bench(c: &mut Criterion) {
         request_id: None,
         location: "api",
         captures: &[],
+        client_cert: None,
     };
     c.bench_function("header rules: remove 1, set 2 (one variable), add 1", |b| {
         b.iter(|| {

@@ -163,6 +163,13 @@ fn main() -> ExitCode {
         for warning in &compiled.warnings {
             println!("warning: {warning}");
         }
+        let certificates = compiled.runtime.certificates.set.describe();
+        if !certificates.is_empty() {
+            println!("certificates, by the name a client asks for (SNI):");
+            for line in certificates {
+                println!("  {line}");
+            }
+        }
         println!("configuration OK: {source}: {}", compiled.summary());
         return ExitCode::SUCCESS;
     }

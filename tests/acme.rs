@@ -19,9 +19,32 @@ use nix::sys::signal::Signal;
 /// How long an order may take, from the trigger to the stored certificate.
 const ORDER_DEADLINE: Duration = Duration::from_secs(60);
 
-/// A plain server and nothing else.
+/// A plain server and a TLS server serving `[certificates]`, with a default certificate of a
+/// test CA (for `fallback.test`) until ACME has issued one.
 fn plain_config() -> String {
-    "[servers.web]\naddr = '127.0.0.1:0'\n".to_string()
+    static FALLBACK: std::sync::OnceLock<common::pki::Pki> = std::sync::OnceLock::new();
+    let fallback = FALLBACK.get_or_init(|| common::pki::Pki::new(&["fallback.test"]));
+    format!(
+        "[servers.web]\naddr = '127.0.0.1:0'\n[servers.secure]\naddr = '127.0.0.1:0'\ntls = true\n\
+         [certificates.fallback]\ntls_cert = \"\"\"{}\"\"\"\ntls_key = \"\"\"{}\"\"\"\nis_default = true\n",
+        fallback.cert_pem, fallback.key_pem
+    )
+}
+
+/// The chain the `secure` server presents for `name`, verified against `root` (PEM).
+async fn served(pingap: &Pingap, name: &str, root: &str) -> Result<Vec<Vec<u8>>, String> {
+    pebble::served_chain(pingap.addr("secure"), name, root)
+        .await
+        .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
+}
+
+/// The DER of each certificate of a PEM chain.
+fn ders(chain_pem: &str) -> Vec<Vec<u8>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .map(|c| c.unwrap().to_vec())
+        .collect()
 }
 
 /// `[certificates.site]` ordering `domains` from `pebble`.
@@ -79,8 +102,31 @@ async fn http01_issues_a_certificate_added_by_a_reload_and_stores_it_privately()
     let root = pebble.issuing_root().await;
     for name in ["acme.test", "www.acme.test"] {
         pebble::verify_chain(&chain, &root, name).unwrap();
+        // Served from the store in the step that stored it: no reload, no restart.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match served(&pingap, name, &root).await {
+                Ok(served) => {
+                    assert_eq!(served, ders(&chain));
+                    break;
+                }
+                Err(e) => assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} is not served: {e}\n{}",
+                    pingap.output.text()
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     assert!(pebble::verify_chain(&chain, &root, "other.test").is_err());
+    // A token that is not pending is routed like any other request (no location: 404).
+    let (status, _) = common::get_json(
+        &pingap.url("web", "/.well-known/acme-challenge/not-pending"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 404);
     let text = pingap.output.text();
     assert!(text.contains("certificate issued"), "{text}");
     assert!(text.contains("created an ACME account"), "{text}");
@@ -223,7 +269,7 @@ async fn instances_sharing_etcd_answer_the_challenges_another_one_published() {
         Storage::Etcd(EtcdSource::connect(options).unwrap())
     };
     let (ordering, here) = tokio::task::block_in_place(|| (connect(), connect()));
-    let renewer = Renewer::new(here);
+    let renewer = Renewer::new(here, pingap::tls::CertificateStore::new());
     assert!(renewer.shares_challenges());
     let pending = Pending {
         kind: PendingKind::Http01,

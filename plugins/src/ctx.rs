@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pingora_http::RequestHeader;
 
-use crate::vars::Vars;
+use crate::vars::{ClientCert, Vars};
 
 type Slot = Option<Box<dyn Any + Send + Sync>>;
 
@@ -29,6 +29,8 @@ pub struct PluginCtx {
     pub server_addr: Option<SocketAddr>,
     /// Whether the downstream connection is TLS.
     pub tls: bool,
+    /// The client certificate the server verified (mutual TLS), if any.
+    pub client_cert: Option<Arc<ClientCert>>,
     /// The name of the matched location.
     pub location: Arc<str>,
     /// The request id, once a plugin has assigned one (`$request_id`).
@@ -64,6 +66,7 @@ impl PluginCtx {
             request_id: self.request_id.as_deref(),
             location: &self.location,
             captures: &[],
+            client_cert: self.client_cert.as_deref(),
         }
     }
 

@@ -136,6 +136,7 @@ mod tests {
             request_id: None,
             location: "l",
             captures: &captures,
+            client_cert: None,
         };
         Rewrite::parse(rewrite, &names)
             .unwrap()

@@ -22,6 +22,9 @@
 //! | `$http_NAME` | request header `NAME`, with `_` standing for `-` (`$http_user_agent`) |
 //! | `$cookie_NAME` | cookie `NAME` |
 //! | `$arg_NAME` | query parameter `NAME` |
+//! | `$ssl_client_verify` | `SUCCESS` when the client presented a certificate the server's `client_ca` verified, else `NONE` |
+//! | `$ssl_client_s_dn`, `$ssl_client_i_dn` | the subject and issuer of that certificate (RFC 4514, `CN=alice,O=Example`; empty without one) |
+//! | `$ssl_client_serial` | its serial number in hex (empty without one) |
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -54,6 +57,19 @@ pub struct Vars<'a> {
     pub location: &'a str,
     /// The values of the location's named captures, by slot (see [`Scope::captures`]).
     pub captures: &'a [Option<String>],
+    /// The client certificate the server verified (mutual TLS), if any.
+    pub client_cert: Option<&'a ClientCert>,
+}
+
+/// The certificate a client presented and the server verified against its `client_ca`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The subject, RFC 4514 (`$ssl_client_s_dn`).
+    pub subject: String,
+    /// The issuer, RFC 4514 (`$ssl_client_i_dn`).
+    pub issuer: String,
+    /// The serial number in hex (`$ssl_client_serial`).
+    pub serial: String,
 }
 
 /// A variable, resolved from its name at compile time.
@@ -87,6 +103,14 @@ pub enum Var {
     Cookie(String),
     /// `$arg_NAME`
     Arg(String),
+    /// `$ssl_client_verify`
+    ClientVerify,
+    /// `$ssl_client_s_dn`
+    ClientSubject,
+    /// `$ssl_client_i_dn`
+    ClientIssuer,
+    /// `$ssl_client_serial`
+    ClientSerial,
 }
 
 impl Var {
@@ -104,6 +128,10 @@ impl Var {
             "server_port" => Var::ServerPort,
             "request_id" => Var::RequestId,
             "location" => Var::Location,
+            "ssl_client_verify" => Var::ClientVerify,
+            "ssl_client_s_dn" => Var::ClientSubject,
+            "ssl_client_i_dn" => Var::ClientIssuer,
+            "ssl_client_serial" => Var::ClientSerial,
             _ => {
                 if let Some(header) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
                     let header = header.replace('_', "-").to_ascii_lowercase();
@@ -120,7 +148,8 @@ impl Var {
                     return Err(format!(
                         "unknown variable ${name} (known: $host, $scheme, $method, $uri, \
                          $request_uri, $remote_addr, $remote_port, $server_addr, $server_port, \
-                         $request_id, $location, $http_NAME, $cookie_NAME, $arg_NAME)"
+                         $request_id, $location, $ssl_client_verify, $ssl_client_s_dn, \
+                         $ssl_client_i_dn, $ssl_client_serial, $http_NAME, $cookie_NAME, $arg_NAME)"
                     ));
                 }
             }
@@ -183,6 +212,14 @@ impl Var {
                     out.push_str(&value);
                 }
             }
+            Var::ClientVerify => out.push_str(if cx.client_cert.is_some() {
+                "SUCCESS"
+            } else {
+                "NONE"
+            }),
+            Var::ClientSubject => out.push_str(cx.client_cert.map_or("", |c| &c.subject)),
+            Var::ClientIssuer => out.push_str(cx.client_cert.map_or("", |c| &c.issuer)),
+            Var::ClientSerial => out.push_str(cx.client_cert.map_or("", |c| &c.serial)),
         }
     }
 }
@@ -456,6 +493,7 @@ mod tests {
             request_id: Some("req-1"),
             location: "api",
             captures: &[Some("acme".to_string()), None],
+            client_cert: None,
         };
         let names = ["tenant".to_string(), "missing".to_string()];
         let scope = Scope {
@@ -527,6 +565,7 @@ mod tests {
             request_id: None,
             location: "l",
             captures: &captures,
+            client_cert: None,
         };
         let groups = regex.captures("/u/42/posts").unwrap();
         assert_eq!(

@@ -190,6 +190,10 @@ pub struct Upstream {
     pub verify_cert: Option<bool>,
     /// CA certificates (PEM file or inline) trusted for the backends instead of the system's.
     pub ca_file: Option<String>,
+    /// Client certificate chain (PEM file or inline) presented to backends that ask for one.
+    pub client_cert: Option<String>,
+    /// The private key of `client_cert` (PEM file or inline).
+    pub client_key: Option<String>,
     /// Time allowed to establish a connection (default 10s).
     pub connection_timeout: Option<ConfigDuration>,
     /// Time allowed to connect including the TLS handshake (default: no limit beyond
@@ -275,10 +279,20 @@ pub struct Server {
     pub access_log_keep: Option<usize>,
     /// Compress rotated access logs with gzip (default false).
     pub access_log_gzip: Option<bool>,
-    /// Certificate chain for HTTPS: a PEM file path or inline PEM.
+    /// Serve HTTPS with the certificates of `[certificates]`, chosen by SNI (implied by
+    /// `tls_cert`).
+    pub tls: Option<bool>,
+    /// Certificate chain for HTTPS: a PEM file path or inline PEM. Served when the SNI matches
+    /// no certificate of `[certificates]`.
     pub tls_cert: Option<String>,
     /// Private key for HTTPS: a PEM file path or inline PEM.
     pub tls_key: Option<String>,
+    /// CA certificates (PEM file or inline) that sign the client certificates asked for
+    /// (mutual TLS).
+    pub client_ca: Option<String>,
+    /// With `client_ca`: `"required"` (default) refuses clients without a valid certificate,
+    /// `"optional"` serves them too.
+    pub client_auth: Option<String>,
     /// Worker threads for this server (default `basic.threads`).
     pub threads: Option<usize>,
     /// Accept HTTP/2 without TLS ("prior knowledge") besides HTTP/1.1 (plain listeners).

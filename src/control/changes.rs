@@ -106,7 +106,7 @@ const SECRET_WORDS: [&str; 10] = [
     "users",
     "cookie",
 ];
-const NOT_SECRET: [&str; 3] = ["hash_key", "key_headers", "key_cookies"];
+const NOT_SECRET: [&str; 4] = ["hash_key", "key_headers", "key_cookies", "client_auth"];
 
 impl Changes {
     /// The changes from `before` (the running configuration; `None` at the first start) to
@@ -397,7 +397,7 @@ fn impacts(change: &Change, before: &Config, after: &Config) -> Vec<Impact> {
                 config
                     .servers
                     .get(name)
-                    .is_some_and(|s| s.tls_cert.is_some() || s.tls_key.is_some())
+                    .is_some_and(|s| s.tls == Some(true) || s.tls_cert.is_some())
             };
             let mut keys: Vec<&str> = LISTENER_KEYS
                 .iter()
@@ -413,9 +413,15 @@ fn impacts(change: &Change, before: &Config, after: &Config) -> Vec<Impact> {
                     keys.join(", ")
                 )));
             }
-            if changed("tls_cert") || changed("tls_key") {
+            if changed("tls_cert") || changed("tls_key") || changed("tls_min_version") {
                 impacts.push(Impact::Note(
                     "certificate replaced for new TLS handshakes; open connections keep theirs"
+                        .to_string(),
+                ));
+            }
+            if changed("client_ca") || changed("client_auth") {
+                impacts.push(Impact::Note(
+                    "client certificates checked with the new settings from the next TLS handshake"
                         .to_string(),
                 ));
             }
@@ -445,6 +451,10 @@ fn impacts(change: &Change, before: &Config, after: &Config) -> Vec<Impact> {
         ("plugins", ChangeKind::Removed) => impacts.push(Impact::StateReset(format!(
             "plugin \"{name}\": removed with its state"
         ))),
+        ("certificates", _) => impacts.push(Impact::Note(
+            "certificates served from the next TLS handshake; open connections keep theirs"
+                .to_string(),
+        )),
         _ => {}
     }
     impacts

@@ -194,8 +194,6 @@ pub struct Controller {
     source: Source,
     registry: Registry,
     runtime: Arc<RuntimeHandle>,
-    /// The listeners as bound at start (certificates are handed to them on a swap).
-    listeners: Vec<ListenerPlan>,
     upgrade_sock: std::path::PathBuf,
     history: Option<History>,
     running: Mutex<Running>,
@@ -203,6 +201,11 @@ pub struct Controller {
     window: window::Window,
     /// The file or etcd watch, while one runs.
     watch: Mutex<Option<Box<dyn Send>>>,
+    /// The watch of the certificate, key and CA files the running configuration names, with
+    /// those files.
+    certificate_watch: Mutex<Option<(Vec<std::path::PathBuf>, file_watch::FileWatch)>>,
+    /// Itself, for the watches' callbacks.
+    me: std::sync::Weak<Controller>,
 }
 
 /// How the process started.
@@ -244,7 +247,6 @@ impl Controller {
             source,
             registry,
             runtime,
-            listeners: started.listeners,
             upgrade_sock: started.upgrade_sock,
             history,
             running: Mutex::new(Running {
@@ -258,6 +260,8 @@ impl Controller {
             upgrade: OnceLock::new(),
             window: window::Window::new(weak.clone()),
             watch: Mutex::new(None),
+            certificate_watch: Mutex::new(None),
+            me: weak.clone(),
         })
     }
 
@@ -289,9 +293,11 @@ impl Controller {
     }
 
     /// Starts what runs beside the process: the file watch when `watch` (`--watch`) or
-    /// `basic.auto_reload` asks for it, the sampling of the rollback window when it is set.
+    /// `basic.auto_reload` asks for it, the watch of the certificate files, the sampling of the
+    /// rollback window when it is set.
     pub fn start(self: &Arc<Self>, watch: bool) {
         metrics().source_up(true);
+        self.watch_certificate_files();
         let lifecycle = self.lock().lifecycle.clone();
         if let Some(plan) = lifecycle.rollback {
             self.window.start_sampling(plan.window);
@@ -323,6 +329,61 @@ impl Controller {
         *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch);
     }
 
+    /// Watches the certificate, key and CA files of the running configuration (again, when they
+    /// are not the ones watched already): a change of their contents applies the running
+    /// configuration again ([`Controller::reapply_running`]), whatever `auto_reload` says.
+    fn watch_certificate_files(&self) {
+        let files = self.runtime.load().certificates.set.files.clone();
+        let mut watch = self
+            .certificate_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if watch.as_ref().is_some_and(|(watched, _)| *watched == files) {
+            return;
+        }
+        *watch = None;
+        if files.is_empty() {
+            return;
+        }
+        let me = self.me.clone();
+        let reapply = move || {
+            if let Some(controller) = me.upgrade() {
+                controller.reapply_running(
+                    Record::new("certificate file")
+                        .noting("a certificate, key or CA file changed".to_string()),
+                );
+            }
+        };
+        match file_watch::FileWatch::files(files.clone(), reapply) {
+            Ok(started) => *watch = Some((files, started)),
+            Err(e) => tracing::error!("cannot watch the certificate files: {e}"),
+        }
+    }
+
+    /// Applies the running configuration again, as its text is, through the apply path: the
+    /// files it names (certificates, keys, CAs) are read again. A file that is now bad rejects
+    /// it, and the running certificates stay. Logged like every apply.
+    pub fn reapply_running(&self, record: Record) {
+        let trigger = record.trigger.clone();
+        let began = std::time::Instant::now();
+        let result = {
+            let mut running = self.lock();
+            if running.upgrading {
+                Err(ApplyError::Upgrading)
+            } else {
+                check(
+                    running.snapshot.clone(),
+                    &self.registry,
+                    Some(&self.runtime.load()),
+                )
+                .map_err(ApplyError::from)
+                .and_then(|candidate| self.apply_candidate(&mut running, candidate, record))
+            }
+        };
+        self.after_attempt(result.as_ref().ok());
+        self.log_outcome(&trigger, result, began);
+    }
+
     /// Reads the source and applies what it holds, even when its text is the running one's (an
     /// operator's SIGHUP also picks up files the configuration names, such as certificates).
     pub fn apply(&self, record: Record) -> Result<Applied, ApplyError> {
@@ -346,8 +407,18 @@ impl Controller {
     pub fn apply_and_log(&self, record: Record, if_changed: bool) {
         let trigger = record.trigger.clone();
         let began = std::time::Instant::now();
-        match self.apply_from_source(record, if_changed) {
-            Ok(applied) => log_applied(&trigger, &self.source, &applied, began.elapsed()),
+        let result = self.apply_from_source(record, if_changed);
+        self.log_outcome(&trigger, result, began);
+    }
+
+    fn log_outcome(
+        &self,
+        trigger: &str,
+        result: Result<Applied, ApplyError>,
+        began: std::time::Instant,
+    ) {
+        match result {
+            Ok(applied) => log_applied(trigger, &self.source, &applied, began.elapsed()),
             Err(ApplyError::Upgrading) => tracing::info!(
                 "configuration from {} ({trigger}) left to the new process: {}",
                 self.source,
@@ -503,12 +574,6 @@ impl Controller {
         for warning in &compiled.warnings {
             tracing::warn!("{warning}");
         }
-        // Hand new certificates to the running listeners.
-        for (bound, new) in self.listeners.iter().zip(&compiled.plan.listeners) {
-            if let (Some(bound), Some(new)) = (&bound.tls, &new.tls) {
-                bound.replace(new.current(), new.min_version());
-            }
-        }
         let previous = (running.snapshot.clone(), running.version);
         let is_rollback = record.trigger.contains("rollback");
         let generation = self.runtime.install(compiled.runtime);
@@ -545,7 +610,10 @@ impl Controller {
             tracing::debug!("dropped {dropped} metric series of names no longer configured");
         }
         match applied.map(|a| &a.outcome) {
-            Some(Outcome::Swapped { generation }) => metrics.reloaded(Some(*generation)),
+            Some(Outcome::Swapped { generation }) => {
+                metrics.reloaded(Some(*generation));
+                self.watch_certificate_files();
+            }
             Some(Outcome::Unchanged | Outcome::Upgrading) => {}
             None => metrics.reloaded(None),
         }

@@ -153,6 +153,7 @@ mod tests {
             request_id: None,
             location: "loc",
             captures: &[],
+            client_cert: None,
         }
     }
 

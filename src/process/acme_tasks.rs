@@ -20,23 +20,20 @@ use tokio::task::JoinSet;
 use crate::config::Source;
 use crate::observe::metrics::metrics;
 use crate::runtime::RuntimeHandle;
-use crate::tls::acme::storage::Issued;
-use crate::tls::acme::{AcmePlan, AcmeSpec, Checked, Renewer, Storage};
+use crate::tls::acme::storage::{Issued, rfc3339};
+use crate::tls::acme::{AcmePlan, AcmeSpec, AcmeStatus, Checked, OrderOutcome, Renewer, Storage};
+use crate::tls::{CertificateStore, certified_key};
 
 /// The longest sleep between two looks at the runtime.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Serves a certificate issued for `[certificates.NAME]`.
-pub type Install = Arc<dyn Fn(&str, &Issued) -> Result<(), String> + Send + Sync>;
-
-/// Keeps the ACME certificates of the running configuration issued and renewed.
+/// Keeps the ACME certificates of the running configuration issued and renewed, and serves
+/// them from the process's certificate store.
 pub struct AcmeRenewals {
-    /// Where the certificates are found.
+    /// Where the certificates are found, and the store they are served from.
     pub runtime: Arc<RuntimeHandle>,
     /// The configuration's source, whose storage keeps accounts and certificates.
     pub source: Source,
-    /// Serves an issued certificate.
-    pub install: Install,
 }
 
 /// What the service knows of one certificate between looks.
@@ -47,6 +44,8 @@ struct Known {
     next_check: SystemTime,
     /// The chain served now.
     served: Option<String>,
+    /// The last order this process saw end, and when.
+    last_order: Option<(OrderOutcome, SystemTime)>,
 }
 
 #[async_trait]
@@ -94,17 +93,23 @@ impl BackgroundService for AcmeRenewals {
                         spec: spec.clone(),
                         next_check: checked.next_check,
                         served: None,
+                        last_order: None,
                     });
-                    entry.spec = spec;
+                    entry.spec = spec.clone();
                     entry.next_check = checked.next_check;
+                    if let Some(outcome) = &checked.ordered {
+                        entry.last_order = Some((outcome.clone(), SystemTime::now()));
+                    }
+                    let store = self.runtime.load().certificates.store.clone();
                     if let Some(issued) = &checked.certificate
                         && entry.served.as_deref() != Some(issued.chain_pem.as_str())
                     {
-                        match (self.install)(&name, issued) {
+                        match serve(&store, &name, issued) {
                             Ok(()) => {
                                 tracing::info!(
                                     certificate = %name,
                                     domains = %issued.domains.join(","),
+                                    valid_until = %rfc3339(issued.not_after()),
                                     "serving the ACME certificate"
                                 );
                                 entry.served = Some(issued.chain_pem.clone());
@@ -115,6 +120,8 @@ impl BackgroundService for AcmeRenewals {
                             ),
                         }
                     }
+                    let status = AcmeStatus::new(&spec, &checked, entry.last_order.as_ref());
+                    store.set_acme_status(&name, serde_json::to_value(status).unwrap_or_default());
                 }
                 _ = tokio::time::sleep(TICK) => {}
                 _ = shutdown.changed() => return,
@@ -145,7 +152,8 @@ impl AcmeRenewals {
         let renewer = match Storage::for_source(&self.source, plan.dir.as_deref()) {
             Some(storage) => {
                 tracing::info!("ACME accounts and certificates are kept in {storage}");
-                Some(Arc::new(Renewer::new(storage)))
+                let store = self.runtime.load().certificates.store.clone();
+                Some(Arc::new(Renewer::new(storage, store)))
             }
             None => {
                 tracing::error!(
@@ -157,4 +165,12 @@ impl AcmeRenewals {
         *current = Some((plan.dir.clone(), renewer.clone()));
         renewer
     }
+}
+
+/// Serves `issued` for `[certificates.NAME]` from the store, from the next handshake on.
+fn serve(store: &CertificateStore, name: &str, issued: &Issued) -> Result<(), String> {
+    let key = certified_key(issued.chain_pem.as_bytes(), issued.key_pem.as_bytes())?;
+    store
+        .install_issued(name, Arc::new(key))
+        .map_err(|e| e.to_string())
 }

@@ -149,13 +149,21 @@ pub fn run(
         };
         match &listener.tls {
             Some(resolver) => {
-                let mut settings =
-                    TlsSettings::intermediate("", "").map_err(|e| StartError::Listen {
-                        server: listener.server.clone(),
-                        addr: listener.addr,
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
+                // The client-certificate callback reads what mutual TLS verified
+                // (`$ssl_client_*`); the verifier follows the server's `client_ca` of the moment.
+                let mut settings = TlsSettings::with_callbacks(Box::new(
+                    crate::tls::client_auth::ClientCertCallback,
+                ))
+                .map_err(|e| StartError::Listen {
+                    server: listener.server.clone(),
+                    addr: listener.addr,
+                    source: std::io::Error::other(e.to_string()),
+                })?;
                 settings.set_cert_resolver(resolver.clone());
+                settings.set_client_cert_verifier(Arc::new(crate::tls::ListenerClientAuth::new(
+                    resolver.server(),
+                    resolver.store().clone(),
+                )));
                 if listener.enable_h2 {
                     settings.enable_h2();
                 }
@@ -241,7 +249,6 @@ pub fn run(
         acme_tasks::AcmeRenewals {
             runtime: runtime.clone(),
             source: source.clone(),
-            install: Arc::new(|_, _| Err("the certificate store is not wired yet".to_string())),
         },
     ));
 

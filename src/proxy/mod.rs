@@ -108,6 +108,12 @@ impl Proxy {
         if session.get_keepalive() == Some(0) {
             session.set_keepalive(Some(runtime.keepalive_timeout_secs));
         }
+        if self.tls {
+            ctx.plugin.client_cert = session
+                .digest()
+                .and_then(|digest| digest.ssl_digest.as_deref())
+                .and_then(crate::tls::client_auth::client_cert_of);
+        }
         let connection = request::Connection {
             server: &self.server,
             peer: session.client_addr().and_then(|a| a.as_inet()).copied(),

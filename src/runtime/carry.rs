@@ -7,6 +7,7 @@
 //! | a rebuilt plugin's own state (a cache's entries) | the instance | the plugin is rebuilt with other settings under the same name | name, handed to the build as `BuildEnv::previous` |
 //! | backend health (passive failures, circuit breaker, active-check streaks) | each `Pool`'s members | the upstream keeps its name; per backend address | upstream name + backend address |
 //! | access-log writers (open file, queue, rotation schedule) | each server's `AccessLog` | some server of the new configuration logs to the same target with the same rotation | target + rotation |
+//! | the certificate store (ACME-issued certificates, OCSP staples, tls-alpn-01 challenges) | `Runtime::certificates` | always: one store per process, which the listeners read | — |
 //!
 //! Everything else is rebuilt from the configuration. A request in flight keeps the runtime it
 //! started with, and with it whatever that runtime held; state nobody carried is freed when the
@@ -19,6 +20,7 @@ use pingap_plugins::Instance;
 
 use super::Runtime;
 use crate::observe::access_log::{Rotation, Sink, Target};
+use crate::tls::CertificateStore;
 use crate::upstream::Pool;
 
 /// The state of the running runtime that the next one may take over.
@@ -62,5 +64,13 @@ impl<'a> Carry<'a> {
             .access_log_sinks()
             .find(|sink| sink.serves(target, rotation))
             .cloned()
+    }
+
+    /// The process's certificate store: the running one's, or a new one at the first start.
+    pub fn certificate_store(&self) -> Arc<CertificateStore> {
+        self.previous
+            .map_or_else(CertificateStore::new, |previous| {
+                previous.certificates.store.clone()
+            })
     }
 }

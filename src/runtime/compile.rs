@@ -13,11 +13,13 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use pingap_plugins::{BuildEnv, Chain, Instance, Registry};
 
+mod certificates;
+
 use super::carry::Carry;
 use super::error_page::ErrorPages;
 use super::{
     CompiledPlugin, LifecyclePlan, ListenerPlan, Location, MetricsPlan, ProcessPlan, RollbackPlan,
-    Runtime, ServerRoutes,
+    Runtime, RuntimeCertificates, ServerRoutes,
 };
 use crate::cache::{CachePlugin, CachePolicy};
 use crate::config::schema::{
@@ -38,7 +40,7 @@ use crate::router::path_rewrite::Rewrite;
 use crate::router::{RouteSpec, Router, capture_names};
 use crate::tls::acme::AcmePlan;
 use crate::tls::acme::spec::Listeners as AcmeListeners;
-use crate::tls::{CertResolver, MinVersion, certified_key, read_pem};
+use crate::tls::{CertificateStore, MinVersion};
 use crate::upstream::{Pool, PoolEnv};
 use pingap_plugins::vars::{Scope, check_group_name};
 
@@ -122,6 +124,9 @@ pub fn compile(
         findings,
         carry: Carry::from(previous),
         sinks: Vec::new(),
+        store: Carry::from(previous).certificate_store(),
+        tls_servers: Vec::new(),
+        tls_files: Vec::new(),
     };
 
     let plan_basic = cx.basic();
@@ -130,7 +135,12 @@ pub fn compile(
     let plugins = cx.plugins();
     let upstreams = cx.upstreams();
     let locations = cx.locations(&upstreams, &plugins);
+    let certificates = cx.certificates();
     let (servers, listeners) = cx.servers(&locations);
+    let certificates = RuntimeCertificates {
+        set: cx.certificate_set(certificates),
+        store: cx.store.clone(),
+    };
     let acme = cx.acme(&listeners);
     cx.not_yet_implemented();
 
@@ -157,6 +167,7 @@ pub fn compile(
                 .map_or(DEFAULT_KEEPALIVE_TIMEOUT, |d| d.get())
                 .as_secs()
                 .max(1),
+            certificates,
             acme: Arc::new(acme),
         },
         plan,
@@ -175,6 +186,12 @@ struct Compiler<'a> {
     carry: Carry<'a>,
     /// The access-log sinks opened or carried so far (servers logging to one target share one).
     sinks: Vec<Arc<Sink>>,
+    /// The process's certificate store, which the listeners' resolvers read.
+    store: Arc<CertificateStore>,
+    /// The HTTPS servers compiled so far.
+    tls_servers: Vec<crate::tls::store::ServerTls>,
+    /// The certificate, key and CA files read so far.
+    tls_files: Vec<PathBuf>,
 }
 
 impl Compiler<'_> {
@@ -664,13 +681,6 @@ impl Compiler<'_> {
                 }
                 None => MinVersion::default(),
             };
-            if spec.tls_min_version.is_some() && spec.tls_cert.is_none() {
-                self.error(
-                    &table,
-                    "tls_min_version",
-                    "is for TLS listeners (set tls_cert)",
-                );
-            }
             servers.push(ServerRoutes {
                 name: name.clone(),
                 tls13_only: min_version == MinVersion::Tls13,
@@ -702,10 +712,7 @@ impl Compiler<'_> {
                 }
                 n => n,
             };
-            let tls = match (&spec.tls_cert, &spec.tls_key) {
-                (Some(cert), Some(key)) => self.certificate(&table, cert, key, min_version),
-                _ => None,
-            };
+            let tls = self.server_tls(name, &table, spec, min_version == MinVersion::Tls13);
             // Address errors were reported by validation.
             if let Ok(addr) = parse_listen_addr(&spec.addr) {
                 if tls.is_some() && spec.h2c.is_some() {
@@ -715,7 +722,7 @@ impl Compiler<'_> {
                         "is for plain listeners; use enable_h2 with TLS",
                     );
                 }
-                if tls.is_none() && spec.enable_h2.is_some() && spec.tls_cert.is_none() {
+                if tls.is_none() && spec.enable_h2.is_some() {
                     self.error(
                         &table,
                         "enable_h2",
@@ -844,36 +851,6 @@ impl Compiler<'_> {
         }
     }
 
-    fn certificate(
-        &mut self,
-        table: &str,
-        cert: &str,
-        key: &str,
-        min_version: MinVersion,
-    ) -> Option<Arc<CertResolver>> {
-        let resolve = |path: &Path| self.resolve(table, path);
-        let cert_pem = read_pem(cert, resolve);
-        let key_pem = read_pem(key, resolve);
-        match (cert_pem, key_pem) {
-            (Ok(cert_pem), Ok(key_pem)) => match certified_key(&cert_pem, &key_pem) {
-                Ok(certified) => Some(Arc::new(CertResolver::new(certified, min_version))),
-                Err(e) => {
-                    self.error(table, "tls_cert", e);
-                    None
-                }
-            },
-            (cert_pem, key_pem) => {
-                if let Err(e) = cert_pem {
-                    self.error(table, "tls_cert", e);
-                }
-                if let Err(e) = key_pem {
-                    self.error(table, "tls_key", e);
-                }
-                None
-            }
-        }
-    }
-
     /// The ACME certificates ([`crate::tls::acme::spec`]).
     fn acme(&mut self, listeners: &[ListenerPlan]) -> AcmePlan {
         let available = AcmeListeners {
@@ -897,9 +874,6 @@ impl Compiler<'_> {
     fn not_yet_implemented(&mut self) {
         let config = self.config;
         let mut pending = Vec::new();
-        if !config.certificates.is_empty() {
-            pending.push("[certificates]");
-        }
         if config.admin.as_ref().is_some_and(|a| a.enabled) {
             pending.push("[admin]");
         }

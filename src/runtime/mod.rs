@@ -27,8 +27,8 @@ use crate::observe::access_log::{AccessLog, Sink};
 use crate::observe::metrics::LocationMetrics;
 use crate::router::Router;
 use crate::router::path_rewrite::Rewrite;
-use crate::tls::CertResolver;
 use crate::tls::acme::AcmePlan;
+use crate::tls::{CertificateSet, CertificateStore, ListenerTls};
 use crate::upstream::Pool;
 use error_page::ErrorPages;
 
@@ -57,8 +57,21 @@ pub struct Runtime {
     pub trusted_proxies: TrustedProxies,
     /// Seconds an idle HTTP/1 client connection waits for its next request (`basic.keepalive_timeout`).
     pub keepalive_timeout_secs: u64,
+    /// The certificates it serves, and the process's store they go live in.
+    pub certificates: RuntimeCertificates,
     /// The certificates obtained from ACME directories, and where their material is kept.
     pub acme: Arc<AcmePlan>,
+}
+
+/// The certificates of a runtime: the set compiled from its configuration and the store of the
+/// process (carried from runtime to runtime), which serves the set once the runtime is installed.
+#[derive(Debug, Clone)]
+pub struct RuntimeCertificates {
+    /// The process's certificate store: what handshakes are served from, what ACME installs
+    /// into and the admin API reads ([`CertificateStore::summaries`]).
+    pub store: Arc<CertificateStore>,
+    /// What this configuration says.
+    pub set: Arc<CertificateSet>,
 }
 
 impl Runtime {
@@ -205,8 +218,8 @@ pub struct ListenerPlan {
     pub server: String,
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its certificate, for HTTPS.
-    pub tls: Option<Arc<CertResolver>>,
+    /// Its certificate resolver, for HTTPS.
+    pub tls: Option<Arc<ListenerTls>>,
     /// Worker threads, when the server overrides `basic.threads`.
     pub threads: Option<usize>,
     /// HTTP/2 without TLS (plain listeners).
@@ -224,9 +237,10 @@ pub struct RuntimeHandle {
 }
 
 impl RuntimeHandle {
-    /// A handle serving `runtime` as generation 1.
+    /// A handle serving `runtime` as generation 1 (its certificates go live).
     pub fn new(mut runtime: Runtime) -> Self {
         runtime.generation = 1;
+        activate(&runtime);
         RuntimeHandle {
             current: ArcSwap::from_pointee(runtime),
             generations: AtomicU64::new(1),
@@ -238,11 +252,19 @@ impl RuntimeHandle {
         self.current.load_full()
     }
 
-    /// Installs `runtime` as the next generation and returns that generation.
+    /// Installs `runtime` as the next generation (its certificates go live for the next
+    /// handshake) and returns that generation.
     pub fn install(&self, mut runtime: Runtime) -> u64 {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         runtime.generation = generation;
+        activate(&runtime);
         self.current.store(Arc::new(runtime));
         generation
     }
+}
+
+/// Serves the certificates of `runtime`.
+fn activate(runtime: &Runtime) {
+    let certificates = &runtime.certificates;
+    certificates.store.activate(certificates.set.clone());
 }

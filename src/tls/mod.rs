@@ -1,22 +1,39 @@
-//! TLS for HTTPS listeners: loading certificates and keys, and the rustls certificate resolver
-//! that serves them.
+//! TLS for HTTPS listeners: the certificate store chosen from by SNI, the resolver and
+//! client-certificate verifier of each listener, OCSP stapling and certificate maintenance.
 //!
-//! The resolver holds its certificate in an `ArcSwap`, so a reload replaces it without touching
-//! the listener; choosing among several certificates by SNI, ACME and OCSP stapling grow here.
-//! Certificates from ACME directories are obtained and renewed by [`acme`].
+//! * [`store`]: every certificate the process serves (`[certificates.NAME]`, servers' own
+//!   `tls_cert`, ACME-issued ones), with their staples, in one atomically swapped table;
+//! * [`resolver`]: the rustls `ResolvesServerCert` of each listener (SNI, `tls_min_version`,
+//!   tls-alpn-01);
+//! * [`client_auth`]: mutual TLS (`client_ca`, `client_auth`) and `$ssl_client_*`;
+//! * [`certificate`]: the fields read from a certificate;
+//! * `ocsp` and `maintenance`: OCSP responses fetched, verified and stapled in the
+//!   background, expiry warnings;
+//! * [`acme`]: certificates obtained from ACME directories and kept renewed.
+//!
+//! Seams for ACME and the admin API: [`CertificateStore::install_issued`] (an issued certificate
+//! served at once and kept across reloads), [`CertificateStore::set_challenge`] (tls-alpn-01),
+//! [`CertificateStore::set_acme_status`] and [`CertificateStore::summaries`]; the live store is
+//! `RuntimeHandle::load().certificates.store`.
 
 pub mod acme;
+pub mod certificate;
+pub mod client_auth;
+pub mod maintenance;
+pub mod resolver;
+pub mod store;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+
+pub use client_auth::{ClientAuthMode, ListenerClientAuth};
+pub use resolver::ListenerTls;
+pub use store::{
+    CertificateSet, CertificateSource, CertificateStore, CertificateSummary, Loaded, StoreError,
+};
 
 /// Reads PEM text given either inline (it starts with `-----BEGIN`) or as a file path, which
 /// `resolve` turns into a full path. Returns the text and a description for error messages.
@@ -64,72 +81,5 @@ impl MinVersion {
                 "\"{other}\" is not a TLS version pingap offers (\"1.2\" or \"1.3\")"
             )),
         }
-    }
-}
-
-/// Serves one certificate for every handshake; swapping it takes effect for new handshakes.
-///
-/// It also enforces `tls_min_version`: Pingora's rustls listener always offers TLS 1.2 and 1.3,
-/// and rustls picks 1.3 whenever the client supports it, so a client is held to 1.3 by refusing
-/// the handshakes of clients that offer no TLS 1.3 cipher suite.
-pub struct CertResolver {
-    current: ArcSwap<CertifiedKey>,
-    tls13_only: AtomicBool,
-}
-
-impl CertResolver {
-    /// A resolver serving `key` to clients of `min_version` or later.
-    pub fn new(key: CertifiedKey, min_version: MinVersion) -> Self {
-        CertResolver {
-            current: ArcSwap::from_pointee(key),
-            tls13_only: AtomicBool::new(min_version == MinVersion::Tls13),
-        }
-    }
-
-    /// The certificate served now.
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        self.current.load_full()
-    }
-
-    /// The oldest version accepted now.
-    pub fn min_version(&self) -> MinVersion {
-        if self.tls13_only.load(Ordering::Relaxed) {
-            MinVersion::Tls13
-        } else {
-            MinVersion::Tls12
-        }
-    }
-
-    /// Replaces the certificate and the oldest version for new handshakes.
-    pub fn replace(&self, key: Arc<CertifiedKey>, min_version: MinVersion) {
-        self.current.store(key);
-        self.tls13_only
-            .store(min_version == MinVersion::Tls13, Ordering::Relaxed);
-    }
-}
-
-/// Whether a client hello offers a TLS 1.3 cipher suite (0x1301 to 0x1305).
-fn offers_tls13(hello: &ClientHello<'_>) -> bool {
-    hello
-        .cipher_suites()
-        .iter()
-        .any(|suite| (0x1301..=0x1305).contains(&u16::from(*suite)))
-}
-
-impl fmt::Debug for CertResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CertResolver")
-    }
-}
-
-impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if self.tls13_only.load(Ordering::Relaxed) && !offers_tls13(&hello) {
-            tracing::debug!(
-                "TLS handshake refused: the client does not speak TLS 1.3 (tls_min_version)"
-            );
-            return None;
-        }
-        Some(self.current.load_full())
     }
 }

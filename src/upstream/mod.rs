@@ -22,7 +22,7 @@ use health::{BackendHealth, BreakerPolicy, HealthPolicy, Outcome, now_ms};
 use pingora::http::RequestHeader;
 use pingora::lb::Backend;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::utils::tls::WrappedX509;
+use pingora::utils::tls::{CertKey, WrappedX509};
 
 use crate::config::schema::{Algorithm, Protocol, Upstream};
 
@@ -98,6 +98,7 @@ struct ConnectOptions {
     sni: String,
     verify_cert: bool,
     ca: Option<Arc<[WrappedX509]>>,
+    client_cert: Option<Arc<CertKey>>,
     protocol: Protocol,
     connection_timeout: Duration,
     total_connection_timeout: Option<Duration>,
@@ -167,6 +168,26 @@ impl Pool {
                 .map_err(|e| errors.push(("ca_file".to_string(), e)))
                 .ok()
         });
+        let client_cert = match (&spec.client_cert, &spec.client_key) {
+            (Some(cert), Some(key)) => read_client_cert(cert, key, cx.resolve)
+                .map_err(|e| errors.push(e))
+                .ok(),
+            (Some(_), None) => {
+                errors.push((
+                    "client_key".to_string(),
+                    "client_cert and client_key must be set together".to_string(),
+                ));
+                None
+            }
+            (None, Some(_)) => {
+                errors.push((
+                    "client_cert".to_string(),
+                    "client_cert and client_key must be set together".to_string(),
+                ));
+                None
+            }
+            (None, None) => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -198,6 +219,13 @@ impl Pool {
         .map_err(|e| vec![("hash_key".to_string(), e)])?;
         let sni = spec.sni.clone().unwrap_or_default();
         let https = schemes.first().is_some_and(|s| *s == "https");
+        let tls = spec.tls.unwrap_or(https || !sni.is_empty());
+        if client_cert.is_some() && !tls {
+            return Err(vec![(
+                "client_cert".to_string(),
+                "is presented over TLS: set tls = true (or https:// backends)".to_string(),
+            )]);
+        }
         Ok(Pool {
             name,
             algorithm,
@@ -212,10 +240,11 @@ impl Pool {
             discovery,
             response_time,
             connect: ConnectOptions {
-                tls: spec.tls.unwrap_or(https || !sni.is_empty()),
+                tls,
                 sni,
                 verify_cert: spec.verify_cert.unwrap_or(true),
                 ca,
+                client_cert,
                 protocol: spec.protocol.unwrap_or_default(),
                 connection_timeout: spec
                     .connection_timeout
@@ -378,6 +407,7 @@ impl Pool {
         peer.options.verify_cert = connect.verify_cert;
         peer.options.verify_hostname = connect.verify_cert;
         peer.options.ca = connect.ca.clone();
+        peer.client_cert_key = connect.client_cert.clone();
         match connect.protocol {
             Protocol::Http1 => peer.options.set_http_version(1, 1),
             Protocol::H2 => peer.options.set_http_version(2, 2),
@@ -504,6 +534,42 @@ fn read_ca(value: &str, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Arc<[Wrapp
         .into_iter()
         .map(|der| WrappedX509::new(der.to_vec(), pingora::utils::tls::parse_x509))
         .collect())
+}
+
+/// Reads `client_cert` and `client_key`: the chain (leaf first) and the key, which must belong
+/// to the leaf.
+fn read_client_cert(
+    cert: &str,
+    key: &str,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Arc<CertKey>, KeyError> {
+    use rustls::pki_types::PrivateKeyDer;
+    let cert_pem =
+        crate::tls::read_pem(cert, resolve).map_err(|e| ("client_cert".to_string(), e))?;
+    let key_pem = crate::tls::read_pem(key, resolve).map_err(|e| ("client_key".to_string(), e))?;
+    let certified = crate::tls::certified_key(&cert_pem, &key_pem)
+        .map_err(|e| ("client_cert".to_string(), e))?;
+    let key_der = {
+        use rustls::pki_types::pem::PemObject;
+        PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| {
+                (
+                    "client_key".to_string(),
+                    format!("invalid private key PEM: {e}"),
+                )
+            })?
+            .secret_der()
+            .to_vec()
+    };
+    // Pingora reads the key back from DER without saying which format it is in.
+    PrivateKeyDer::try_from(key_der.clone()).map_err(|e| {
+        (
+            "client_key".to_string(),
+            format!("unusable private key: {e}"),
+        )
+    })?;
+    let chain = certified.cert.iter().map(|der| der.to_vec()).collect();
+    Ok(Arc::new(CertKey::new(chain, key_der)))
 }
 
 /// Parses `"host:port"` or `"host:port weight"`, optionally with `http://` or `https://`

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod otlp;
 pub mod pebble;
 pub mod pki;
+pub mod tls_client;
 pub mod websocket;
 
 use std::collections::HashMap;

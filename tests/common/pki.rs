@@ -56,3 +56,66 @@ impl Pki {
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 }
+
+/// A certificate with its key, in PEM.
+#[derive(Clone)]
+pub struct Leaf {
+    /// The certificate (PEM), followed by its issuer's when it was made with a chain.
+    pub cert_pem: String,
+    /// Its private key (PEM).
+    pub key_pem: String,
+    /// The certificate (DER), to compare with what a server presented.
+    pub der: Vec<u8>,
+}
+
+/// A CA that signs as many server and client certificates as a test needs.
+pub struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    /// The CA certificate (PEM).
+    pub pem: String,
+}
+
+impl Ca {
+    /// A fresh CA called `name`.
+    pub fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pem = issuer.pem();
+        Ca { issuer, pem }
+    }
+
+    /// A server certificate for `names`, its chain ending with this CA.
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        self.sign(params)
+    }
+
+    /// A client certificate for `common_name` (organisation "pingap tests").
+    pub fn client(&self, common_name: &str) -> Leaf {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "pingap tests");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: format!("{}{}", cert.pem(), self.pem),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        }
+    }
+}

@@ -56,7 +56,7 @@ const KNOWN: &str = "remote_addr client_ip realip_remote_addr remote_port remote
     request_time http_NAME sent_http_NAME cookie_NAME arg_NAME upstream_name upstream_addr \
     upstream_status upstream_connect_time upstream_header_time upstream_response_time location \
     server_name server_addr server_port connection connection_requests tls_protocol tls_cipher \
-    cache_status error pid";
+    cache_status error pid ssl_client_verify ssl_client_s_dn ssl_client_i_dn ssl_client_serial";
 
 /// A variable of the access log.
 #[derive(Debug, Clone, PartialEq, Eq)]

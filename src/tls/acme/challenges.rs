@@ -1,15 +1,16 @@
-//! The answers to the ACME challenges pending now, looked up by the proxy and the certificate
-//! resolver while a directory validates an order:
+//! The answers to the ACME challenges pending now, while a directory validates an order:
 //!
 //! * http-01: `GET /.well-known/acme-challenge/TOKEN` on a plain HTTP server is answered with
-//!   the key authorization ([`Challenges::http01`]);
+//!   the key authorization, looked up by the proxy in [`challenges`] ([`Challenges::http01`]);
 //! * tls-alpn-01: a TLS handshake for the domain that offers only the ALPN protocol `acme-tls/1`
 //!   gets a self-signed certificate for the domain carrying the SHA-256 of the key authorization
-//!   in its critical `acmeIdentifier` extension (RFC 8737; [`Challenges::tls_alpn01`]).
+//!   in its critical `acmeIdentifier` extension (RFC 8737, [`validation_certificate`]), set in
+//!   the certificate store, whose resolver answers such handshakes.
 //!
-//! A process global ([`challenges`]): what is pending is a fact of the process, not of one
-//! configuration, and every listener answers the same. Lookups take a read lock only for
-//! requests under the challenge path and handshakes offering `acme-tls/1`, which are rare.
+//! [`Answering`] sets both up for the length of an order. The http-01 answers are a process
+//! global: what is pending is a fact of the process, not of one configuration, and every plain
+//! listener answers the same. A lookup takes a read lock only for requests under the challenge
+//! path, which are rare.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
@@ -20,11 +21,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::spec::ChallengeKind;
+use crate::tls::CertificateStore;
 
 /// The path prefix of http-01 answers.
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
-/// The ALPN protocol of tls-alpn-01 validation handshakes.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// One challenge to answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,16 +58,14 @@ impl From<ChallengeKind> for PendingKind {
     }
 }
 
-/// The challenges being answered.
+/// The http-01 challenges being answered.
 #[derive(Default)]
 pub struct Challenges {
-    /// http-01: token → key authorization.
+    /// Token → key authorization.
     http01: RwLock<HashMap<String, String>>,
-    /// tls-alpn-01: domain → validation certificate.
-    tls_alpn01: RwLock<HashMap<String, Arc<CertifiedKey>>>,
 }
 
-/// The challenges of this process.
+/// The http-01 challenges of this process.
 pub fn challenges() -> &'static Challenges {
     static CHALLENGES: OnceLock<Challenges> = OnceLock::new();
     CHALLENGES.get_or_init(Challenges::default)
@@ -85,99 +83,90 @@ impl Challenges {
             .cloned()
     }
 
-    /// The validation certificate for a handshake naming `server_name` that offered only
-    /// `acme-tls/1`.
-    pub fn tls_alpn01(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
-        let map = self
-            .tls_alpn01
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        if map.is_empty() {
-            return None;
-        }
-        map.get(&server_name.to_ascii_lowercase()).cloned()
+    /// Starts answering the http-01 `token` with `key_authorization`.
+    pub fn add(&self, token: &str, key_authorization: &str) {
+        self.http01
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token.to_string(), key_authorization.to_string());
     }
 
-    /// Whether a client hello's ALPN offer is exactly `acme-tls/1`, the mark of a tls-alpn-01
-    /// validation.
-    pub fn is_validation<'a, I: Iterator<Item = &'a [u8]>>(alpn: Option<I>) -> bool {
-        let Some(mut offered) = alpn else {
-            return false;
-        };
-        offered.next() == Some(ACME_TLS_ALPN) && offered.next().is_none()
-    }
-
-    /// Starts answering `pending`.
-    pub fn add(&self, pending: &Pending) -> Result<(), String> {
-        match pending.kind {
-            PendingKind::Http01 => {
-                self.http01
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(pending.token.clone(), pending.key_authorization.clone());
-            }
-            PendingKind::TlsAlpn01 => {
-                let certificate =
-                    validation_certificate(&pending.domain, &pending.key_authorization)?;
-                self.tls_alpn01
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(pending.domain.to_ascii_lowercase(), Arc::new(certificate));
-            }
-        }
-        Ok(())
-    }
-
-    /// Stops answering `pending`.
-    pub fn remove(&self, pending: &Pending) {
-        match pending.kind {
-            PendingKind::Http01 => {
-                self.http01
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&pending.token);
-            }
-            PendingKind::TlsAlpn01 => {
-                self.tls_alpn01
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&pending.domain.to_ascii_lowercase());
-            }
-        }
+    /// Stops answering the http-01 `token`.
+    pub fn remove(&self, token: &str) {
+        self.http01
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token);
     }
 }
 
-/// Answers its challenges until dropped.
+/// Answers its challenges (http-01 in [`challenges`], tls-alpn-01 in the certificate store)
+/// until dropped.
 pub struct Answering {
+    store: Arc<CertificateStore>,
     pending: Vec<Pending>,
 }
 
 impl Answering {
-    /// Nothing answered yet.
-    pub fn new() -> Answering {
+    /// Nothing answered yet; tls-alpn-01 answers go to `store`.
+    pub fn new(store: Arc<CertificateStore>) -> Answering {
         Answering {
+            store,
             pending: Vec::new(),
         }
     }
 
-    /// Answers `pending` from now until the guard is dropped.
+    /// Answers `pending` from now until the guard is dropped (or [`Answering::remove`]).
     pub fn add(&mut self, pending: Pending) -> Result<(), String> {
-        challenges().add(&pending)?;
+        match pending.kind {
+            PendingKind::Http01 => challenges().add(&pending.token, &pending.key_authorization),
+            PendingKind::TlsAlpn01 => {
+                let certificate =
+                    validation_certificate(&pending.domain, &pending.key_authorization)?;
+                self.store
+                    .set_challenge(&pending.domain, Arc::new(certificate));
+            }
+        }
         self.pending.push(pending);
         Ok(())
     }
-}
 
-impl Default for Answering {
-    fn default() -> Self {
-        Answering::new()
+    /// Whether `pending` is answered.
+    pub fn contains(&self, pending: &Pending) -> bool {
+        self.pending.contains(pending)
+    }
+
+    /// Stops answering `pending`.
+    pub fn remove(&mut self, pending: &Pending) {
+        if let Some(index) = self.pending.iter().position(|p| p == pending) {
+            let pending = self.pending.swap_remove(index);
+            self.stop(&pending);
+        }
+    }
+
+    /// Stops answering every challenge that `keep` refuses.
+    pub fn retain(&mut self, keep: impl Fn(&Pending) -> bool) {
+        let (kept, gone): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| keep(p));
+        for pending in &gone {
+            self.stop(pending);
+        }
+        self.pending = kept;
+    }
+
+    fn stop(&self, pending: &Pending) {
+        match pending.kind {
+            PendingKind::Http01 => challenges().remove(&pending.token),
+            PendingKind::TlsAlpn01 => self.store.remove_challenge(&pending.domain),
+        }
     }
 }
 
 impl Drop for Answering {
     fn drop(&mut self) {
-        for pending in &self.pending {
-            challenges().remove(pending);
+        for pending in std::mem::take(&mut self.pending) {
+            self.stop(&pending);
         }
     }
 }
@@ -224,8 +213,7 @@ mod tests {
     #[test]
     fn http01_answers_pending_tokens_only() {
         let challenges = Challenges::default();
-        let one = pending(PendingKind::Http01, "a.example.com", "tok1");
-        challenges.add(&one).unwrap();
+        challenges.add("tok1", "tok1.thumbprint");
         assert_eq!(
             challenges
                 .http01("/.well-known/acme-challenge/tok1")
@@ -234,16 +222,31 @@ mod tests {
         );
         assert_eq!(challenges.http01("/.well-known/acme-challenge/other"), None);
         assert_eq!(challenges.http01("/tok1"), None);
-        challenges.remove(&one);
+        challenges.remove("tok1");
         assert_eq!(challenges.http01("/.well-known/acme-challenge/tok1"), None);
     }
 
     #[test]
+    fn answers_last_as_long_as_the_guard() {
+        let store = CertificateStore::new();
+        let http = pending(PendingKind::Http01, "a.example.com", "guard-token");
+        let alpn = pending(PendingKind::TlsAlpn01, "A.example.com", "alpn-token");
+        let path = "/.well-known/acme-challenge/guard-token";
+        let mut answering = Answering::new(store.clone());
+        answering.add(http.clone()).unwrap();
+        answering.add(alpn.clone()).unwrap();
+        assert!(challenges().http01(path).is_some());
+        assert!(store.challenge("a.example.com").is_some());
+        answering.retain(|p| p.kind == PendingKind::Http01);
+        assert!(store.challenge("a.example.com").is_none());
+        assert!(answering.contains(&http) && !answering.contains(&alpn));
+        drop(answering);
+        assert!(challenges().http01(path).is_none());
+    }
+
+    #[test]
     fn tls_alpn01_certificates_carry_the_digest() {
-        let challenges = Challenges::default();
-        let one = pending(PendingKind::TlsAlpn01, "A.example.com", "tok");
-        challenges.add(&one).unwrap();
-        let certificate = challenges.tls_alpn01("a.example.com").unwrap();
+        let certificate = validation_certificate("a.example.com", "tok.thumbprint").unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&certificate.cert[0]).unwrap();
         let extension = cert
             .extensions()
@@ -255,20 +258,5 @@ mod tests {
         // An OCTET STRING of 32 bytes.
         assert_eq!(extension.value[..2], [0x04, 0x20]);
         assert_eq!(&extension.value[2..], digest.as_slice());
-        assert!(challenges.tls_alpn01("b.example.com").is_none());
-        challenges.remove(&one);
-        assert!(challenges.tls_alpn01("a.example.com").is_none());
-    }
-
-    #[test]
-    fn only_an_offer_of_exactly_acme_tls_is_a_validation() {
-        let offer = |protocols: &[&'static [u8]]| {
-            Challenges::is_validation(Some(protocols.iter().copied()))
-        };
-        assert!(offer(&[b"acme-tls/1"]));
-        assert!(!offer(&[b"acme-tls/1", b"http/1.1"]));
-        assert!(!offer(&[b"h2"]));
-        assert!(!offer(&[]));
-        assert!(!Challenges::is_validation::<std::iter::Empty<&[u8]>>(None));
     }
 }

@@ -21,6 +21,7 @@ use rustls::pki_types::CertificateDer;
 use super::challenges::{Answering, Pending};
 use super::spec::{AcmeSpec, ChallengeKind};
 use super::storage::{AccountRecord, Storage, StorageError, account_id};
+use crate::tls::CertificateStore;
 
 /// How long to wait for a TCP connection to the directory.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,12 +154,13 @@ pub struct Certificate {
     pub received_at: SystemTime,
 }
 
-/// Orders a certificate for the spec's domains, answering its challenges (through
-/// [`super::challenges`], and `publish` for other instances, which says whether other instances
-/// will see it) until the directory has validated them.
+/// Orders a certificate for the spec's domains, answering its challenges (http-01 through
+/// [`super::challenges`], tls-alpn-01 through `store`, and `publish` for other instances, which
+/// says whether other instances will see it) until the directory has validated them.
 pub async fn order(
     account: &Account,
     spec: &AcmeSpec,
+    store: &Arc<CertificateStore>,
     publish: &(dyn Fn(&Pending) -> Result<bool, StorageError> + Sync),
 ) -> Result<Certificate, AcmeError> {
     let identifiers: Vec<Identifier> = spec
@@ -174,7 +176,7 @@ pub async fn order(
         ChallengeKind::Http01 => ChallengeType::Http01,
         ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
     };
-    let mut answering = Answering::new();
+    let mut answering = Answering::new(store.clone());
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let mut authorization = authorization.map_err(at("reading an authorization"))?;

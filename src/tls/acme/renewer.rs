@@ -9,14 +9,15 @@
 //! so it holds while the storage cannot be written.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use super::challenges::{Pending, challenges};
+use super::challenges::{Answering, Pending};
 use super::client::{self, AcmeError, blocking};
 use super::schedule::{Step, next_step, retry_delay};
 use super::spec::AcmeSpec;
 use super::storage::{CertificateRecord, Failure, Issued, Storage, unix};
+use crate::tls::CertificateStore;
 
 /// The longest time between two looks at a certificate: instances sharing etcd see each
 /// other's renewals within it.
@@ -70,13 +71,16 @@ pub struct Renewer {
     holder: String,
     /// The records last read or written, by certificate: used while the storage cannot be read.
     records: Mutex<HashMap<String, CertificateRecord>>,
+    /// The process's certificate store: tls-alpn-01 answers go there.
+    store: Arc<CertificateStore>,
     /// The challenges of other instances answered here ([`Renewer::mirror_published`]).
-    mirrored: Mutex<Vec<Pending>>,
+    mirrored: Mutex<Answering>,
 }
 
 impl Renewer {
-    /// A renewer keeping its material in `storage`.
-    pub fn new(storage: Storage) -> Renewer {
+    /// A renewer keeping its material in `storage`, answering tls-alpn-01 challenges through
+    /// `store`.
+    pub fn new(storage: Storage, store: Arc<CertificateStore>) -> Renewer {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_string())
             .unwrap_or_default();
@@ -84,7 +88,8 @@ impl Renewer {
             storage,
             holder: format!("{host} pid {}", std::process::id()),
             records: Mutex::new(HashMap::new()),
-            mirrored: Mutex::new(Vec::new()),
+            mirrored: Mutex::new(Answering::new(store.clone())),
+            store,
         }
     }
 
@@ -116,16 +121,12 @@ impl Renewer {
             .filter_map(|(_, value)| serde_json::from_str(value).ok())
             .collect();
         let mut mirrored = self.mirrored.lock().unwrap_or_else(PoisonError::into_inner);
-        for old in mirrored.iter().filter(|old| !wanted.contains(old)) {
-            challenges().remove(old);
-        }
-        mirrored.retain(|old| wanted.contains(old));
+        mirrored.retain(|pending| wanted.contains(pending));
         for pending in wanted {
-            if !mirrored.contains(&pending) {
-                match challenges().add(&pending) {
-                    Ok(()) => mirrored.push(pending),
-                    Err(e) => tracing::warn!("cannot answer a published challenge: {e}"),
-                }
+            if !mirrored.contains(&pending)
+                && let Err(e) = mirrored.add(pending)
+            {
+                tracing::warn!("cannot answer a published challenge: {e}");
             }
         }
     }
@@ -237,7 +238,7 @@ impl Renewer {
                     self.storage
                 );
             }
-            client::order(&account, spec, &publish).await
+            client::order(&account, spec, &self.store, &publish).await
         })
         .await
         .unwrap_or_else(|_| {
@@ -329,19 +330,6 @@ impl Renewer {
         // Whole seconds are stored: wait from the stored time, as a restart would.
         let due = record.failure.as_ref().map_or(now, Failure::at) + wait;
         checked(record, Some(OrderOutcome::Failed(error)), due)
-    }
-}
-
-impl Drop for Renewer {
-    fn drop(&mut self) {
-        for pending in self
-            .mirrored
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            challenges().remove(&pending);
-        }
     }
 }
 

@@ -220,12 +220,6 @@ pub fn compile(
                 );
             }
         }
-        if spec.domains.is_empty() {
-            fail(
-                "domains",
-                "acme needs the domains to order, e.g. domains = [\"example.com\"]".to_string(),
-            );
-        }
         let mut domains: Vec<String> = Vec::with_capacity(spec.domains.len());
         for (index, domain) in spec.domains.iter().enumerate() {
             match check_domain(domain) {
@@ -290,7 +284,8 @@ pub fn compile(
             Some(delay) => delay,
             None => DEFAULT_RETRY_DELAY,
         };
-        if ok {
+        // No domains is reported with the certificates themselves (runtime::compile).
+        if ok && !domains.is_empty() {
             certificates.push(Arc::new(AcmeSpec {
                 name: name.clone(),
                 domains,
@@ -430,7 +425,6 @@ mod tests {
         let expected = [
             "certificates.a.acme: \"acme.example\" is not an ACME directory",
             "certificates.a.tls_cert: a certificate comes from tls_cert and tls_key or from acme",
-            "certificates.a.domains: acme needs the domains to order",
             "certificates.a.acme_email: \"nobody\" is not an e-mail address",
             "certificates.a.acme_ca_file: cannot read /etc/missing.pem",
             "certificates.a.acme_challenge: \"dns-01\" is not a challenge pingap answers",
