@@ -385,3 +385,84 @@ async fn two_instances_sharing_etcd_order_once_and_share_the_certificate() {
     let accounts = tokio::task::block_in_place(|| operator.data_list("_acme/accounts/").unwrap());
     assert_eq!(accounts.len(), 1);
 }
+
+/// Waits until the `secure` server presents `chain_pem` for `name`; panics after 5 s.
+async fn wait_served(pingap: &Pingap, name: &str, root: &str, chain_pem: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let served = served(pingap, name, root).await;
+        if served
+            .as_ref()
+            .is_ok_and(|served| *served == ders(chain_pem))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} is not served ({served:?}):\n{}",
+            pingap.output.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_is_answered_by_the_tls_server_and_the_certificate_served() {
+    let pingap = Pingap::start(&plain_config());
+    let http_port = RefusingPort::new();
+    let pebble = Pebble::start(Options {
+        http_port: http_port.addr.port(),
+        tls_port: pingap.addr("secure").port(),
+        validity_secs: None,
+    });
+    std::fs::write(
+        pingap.config_path(),
+        plain_config()
+            + &acme_table(
+                &pebble,
+                &["alpn.acme.test"],
+                "acme_challenge = 'tls-alpn-01'\n",
+            ),
+    )
+    .unwrap();
+    pingap.signal(Signal::SIGHUP);
+    let chain = stored_chain(&pingap.config_path(), "site", ORDER_DEADLINE)
+        .await
+        .unwrap_or_else(|| panic!("no certificate stored:\n{}", pingap.output.text()));
+    let root = pebble.issuing_root().await;
+    pebble::verify_chain(&chain, &root, "alpn.acme.test").unwrap();
+    wait_served(&pingap, "alpn.acme.test", &root, &chain).await;
+    // Ordinary clients still negotiate h2 and http/1.1.
+    for protocol in [&b"h2"[..], b"http/1.1"] {
+        let (stream, _) = connect_alpn(&pingap, "alpn.acme.test", &[protocol])
+            .await
+            .unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(protocol));
+    }
+    // The validation certificate went with the order: an acme-tls/1 handshake is refused.
+    let refused = connect_alpn(&pingap, "alpn.acme.test", &[b"acme-tls/1"]).await;
+    assert!(refused.is_err(), "an acme-tls/1 handshake after the order");
+}
+
+/// A TLS handshake with the `secure` server for `sni`, offering `alpn`.
+async fn connect_alpn(
+    pingap: &Pingap,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> Result<
+    (
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        common::tls_client::Presented,
+    ),
+    String,
+> {
+    common::tls_client::connect(
+        pingap.addr("secure"),
+        common::tls_client::Options {
+            sni: Some(sni),
+            client: None,
+            alpn: alpn.iter().map(|p| p.to_vec()).collect(),
+        },
+    )
+    .await
+}

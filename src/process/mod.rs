@@ -164,9 +164,10 @@ pub fn run(
                     resolver.server(),
                     resolver.store().clone(),
                 )));
-                if listener.enable_h2 {
-                    settings.enable_h2();
-                }
+                // ACME's tls-alpn-01 validations negotiate `acme-tls/1` (vendor/pingora-core).
+                settings.set_alpn_protocols(crate::tls::acme::challenges::listener_alpn(
+                    listener.enable_h2,
+                ));
                 service.add_listener(endpoint(addr.clone(), true).tls(settings));
             }
             None => service.add_listener(endpoint(addr.clone(), false)),
