@@ -59,14 +59,25 @@ fn acme_table(pebble: &Pebble, domains: &[&str], extra: &str) -> String {
     )
 }
 
-/// The stored record of certificate `name` beside the configuration, once it has a chain.
+/// The chain stored for certificate `name` beside the configuration, once it has one.
 async fn stored_chain(config: &Path, name: &str, deadline: Duration) -> Option<String> {
+    stored_chain_other_than(config, name, "", deadline).await
+}
+
+/// The chain stored for certificate `name`, once it has one other than `old`.
+async fn stored_chain_other_than(
+    config: &Path,
+    name: &str,
+    old: &str,
+    deadline: Duration,
+) -> Option<String> {
     let path = acme_dir(config).join(format!("certificates/{name}.json"));
     let until = std::time::Instant::now() + deadline;
     while std::time::Instant::now() < until {
         if let Ok(text) = std::fs::read_to_string(&path)
             && let Ok(record) = serde_json::from_str::<serde_json::Value>(&text)
             && let Some(chain) = record["issued"]["chain_pem"].as_str()
+            && chain != old
         {
             return Some(chain.to_string());
         }
@@ -465,4 +476,92 @@ async fn connect_alpn(
         },
     )
     .await
+}
+
+/// Waits for a log line containing every one of `needles`; panics with the output after
+/// `timeout`.
+async fn wait_line(pingap: &Pingap, needles: &[&str], timeout: Duration) -> String {
+    tokio::task::block_in_place(|| pingap.output.wait_for_all(needles, timeout))
+        .unwrap_or_else(|| panic!("no line with {needles:?}:\n{}", pingap.output.text()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_at_a_third_of_the_lifetime_reaches_the_sni_store_after_the_directory_was_down() {
+    const VALIDITY: u64 = 30;
+    let pingap = Pingap::start(&format!(
+        "[metrics]\nenabled = true\naddr = '127.0.0.1:0'\n{}",
+        plain_config()
+    ));
+    let metrics = pingap.metrics_url();
+    let tls_port = RefusingPort::new();
+    let options = Options {
+        http_port: pingap.addr("web").port(),
+        tls_port: tls_port.addr.port(),
+        validity_secs: Some(VALIDITY),
+    };
+    let mut pebble = Pebble::start(options);
+    let config = format!(
+        "[metrics]\nenabled = true\naddr = '127.0.0.1:0'\n{}{}",
+        plain_config(),
+        acme_table(&pebble, &["renew.acme.test"], "acme_retry_delay = '1s'\n")
+    );
+    std::fs::write(pingap.config_path(), config).unwrap();
+    pingap.signal(Signal::SIGHUP);
+    let first = stored_chain(&pingap.config_path(), "site", ORDER_DEADLINE)
+        .await
+        .unwrap_or_else(|| panic!("no certificate stored:\n{}", pingap.output.text()));
+    let first_root = pebble.issuing_root().await;
+    wait_served(&pingap, "renew.acme.test", &first_root, &first).await;
+    let issued_at = std::time::Instant::now();
+
+    // The directory goes away before the renewal is due (two thirds of 30 s, about 20 s).
+    pebble.stop();
+    let failed = wait_line(
+        &pingap,
+        &["ACME order failed", "failures=2 "],
+        Duration::from_secs(2 * VALIDITY),
+    )
+    .await;
+    assert!(failed.contains("retry_in_secs=2"), "{failed}");
+    let renewal_started = issued_at.elapsed();
+    assert!(
+        renewal_started > Duration::from_secs(VALIDITY / 2),
+        "renewal started after {renewal_started:?}, too early for a third of {VALIDITY} s left"
+    );
+    assert_eq!(
+        common::metric(&metrics, &orders("failed")).await,
+        Some(2.0),
+        "{}",
+        pingap.output.text()
+    );
+    // Meanwhile the certificate it has stays served.
+    wait_served(&pingap, "renew.acme.test", &first_root, &first).await;
+
+    // Back (as a fresh pebble, which has forgotten the account): the next try renews, and the
+    // renewed certificate is what handshakes get, without a reload.
+    pebble.restart();
+    let root = pebble.issuing_root().await;
+    wait_line(&pingap, &["certificate renewed"], Duration::from_secs(30)).await;
+    let renewed = stored_chain_other_than(
+        &pingap.config_path(),
+        "site",
+        &first,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_or_else(|| panic!("the renewal is not stored:\n{}", pingap.output.text()));
+    pebble::verify_chain(&renewed, &root, "renew.acme.test").unwrap();
+    wait_served(&pingap, "renew.acme.test", &root, &renewed).await;
+    assert_eq!(
+        common::metric(&metrics, &orders("renewed")).await,
+        Some(1.0)
+    );
+    assert_eq!(common::metric(&metrics, &orders("issued")).await, Some(1.0));
+    let failures = common::metric(&metrics, &orders("failed")).await.unwrap();
+    assert!((2.0..=3.0).contains(&failures), "{failures} failures");
+    let text = pingap.output.text();
+    assert!(
+        text.contains("no longer knows the stored ACME account"),
+        "{text}"
+    );
 }

@@ -99,17 +99,40 @@ fn http_client(
     Ok(HyperClient::builder(TokioExecutor::new()).build(https))
 }
 
-/// The account for the spec's directory and contact address: the stored one, or a new one,
-/// which is stored. Returns it and whether it was created.
-pub async fn account(storage: &Storage, spec: &AcmeSpec) -> Result<(Account, bool), AcmeError> {
+/// Whether the directory answered that the account does not exist (a test directory that was
+/// reset, a deactivated account): a new one is needed.
+pub fn is_unknown_account(error: &AcmeError) -> bool {
+    matches!(
+        error,
+        AcmeError::Directory {
+            source: instant_acme::Error::Api(problem),
+            ..
+        } if problem
+            .r#type
+            .as_deref()
+            .is_some_and(|kind| kind.ends_with(":accountDoesNotExist"))
+    )
+}
+
+/// The account for the spec's directory and contact address: the stored one (unless `fresh`),
+/// or a new one, which is stored. Returns it and whether it was created.
+pub async fn account(
+    storage: &Storage,
+    spec: &AcmeSpec,
+    fresh: bool,
+) -> Result<(Account, bool), AcmeError> {
     let id = account_id(&spec.directory, spec.email.as_deref());
     let client = || http_client(spec.ca_roots.as_deref()).map(Box::new);
-    let stored = blocking({
-        let storage = storage.clone();
-        let id = id.clone();
-        move || storage.account(&id)
-    })
-    .await?;
+    let stored = if fresh {
+        None
+    } else {
+        blocking({
+            let storage = storage.clone();
+            let id = id.clone();
+            move || storage.account(&id)
+        })
+        .await?
+    };
     if let Some(record) = stored {
         let account = Account::builder_with_http(client()?)
             .from_credentials(record.credentials)

@@ -230,15 +230,28 @@ impl Renewer {
                 .map(|()| self.shares_challenges())
         };
         let outcome = tokio::time::timeout(ORDER_TIMEOUT, async {
-            let (account, created) = client::account(&self.storage, spec).await?;
-            if created {
-                tracing::info!(
-                    directory = %spec.directory,
-                    "created an ACME account (stored in {})",
-                    self.storage
-                );
+            let mut fresh = false;
+            loop {
+                let (account, created) = client::account(&self.storage, spec, fresh).await?;
+                if created {
+                    tracing::info!(
+                        directory = %spec.directory,
+                        "created an ACME account (stored in {})",
+                        self.storage
+                    );
+                }
+                match client::order(&account, spec, &self.store, &publish).await {
+                    Err(e) if !fresh && client::is_unknown_account(&e) => {
+                        tracing::warn!(
+                            directory = %spec.directory,
+                            "the directory no longer knows the stored ACME account: creating a \
+                             new one"
+                        );
+                        fresh = true;
+                    }
+                    outcome => return outcome,
+                }
             }
-            client::order(&account, spec, &self.store, &publish).await
         })
         .await
         .unwrap_or_else(|_| {
@@ -277,17 +290,19 @@ impl Renewer {
         } else {
             OrderOutcome::Issued
         };
-        tracing::info!(
-            certificate = name,
-            valid_until = %super::storage::rfc3339(issued.not_after()),
-            "certificate {}",
-            outcome.label()
-        );
+        let valid_until = super::storage::rfc3339(issued.not_after());
         let record = CertificateRecord {
             issued: Some(issued),
             failure: None,
         };
         self.write(name, &record).await;
+        tracing::info!(
+            certificate = name,
+            %valid_until,
+            "certificate {} (stored in {})",
+            outcome.label(),
+            self.storage
+        );
         drop(lock);
         let due = match next_step(spec, Some(&record), SystemTime::now()) {
             Step::WaitUntil(due) => due,
