@@ -330,10 +330,21 @@ async fn two_instances_sharing_etcd_order_once_and_share_the_certificate() {
     let url = server.url("/edge");
     let operator = tokio::task::block_in_place(|| {
         let operator = EtcdSource::connect(EtcdOptions::parse(&url, &|_| None).unwrap()).unwrap();
+        let fallback = common::pki::Pki::new(&["fallback.test"]);
+        let fallback = format!(
+            "tls_cert = \"\"\"{}\"\"\"\ntls_key = \"\"\"{}\"\"\"\nis_default = true\n",
+            fallback.cert_pem, fallback.key_pem
+        );
         for (table, name, body) in [
             ("basic", None, "auto_reload = true\n"),
             ("metrics", None, "enabled = true\naddr = '127.0.0.1:0'\n"),
             ("servers", Some("web"), "addr = '127.0.0.1:0'\n"),
+            (
+                "servers",
+                Some("secure"),
+                "addr = '127.0.0.1:0'\ntls = true\n",
+            ),
+            ("certificates", Some("fallback"), fallback.as_str()),
         ] {
             operator.put_entity(table, name, Some(body), None).unwrap();
         }
@@ -374,7 +385,19 @@ async fn two_instances_sharing_etcd_order_once_and_share_the_certificate() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    pebble::verify_chain(&chain, &pebble.issuing_root().await, "shared.acme.test").unwrap();
+    let root = pebble.issuing_root().await;
+    pebble::verify_chain(&chain, &root, "shared.acme.test").unwrap();
+    // Both serve it: the one that ordered at once, the other from the storage.
+    wait_served(&a, "shared.acme.test", &root, &chain).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while served(&b, "shared.acme.test", &root).await.ok() != Some(ders(&chain)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second instance does not serve it:\n{}",
+            b.output.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let count = async |pingap: &Pingap, outcome: &str| {
         common::metric(&pingap.metrics_url(), &orders(outcome))
             .await
@@ -564,4 +587,84 @@ async fn renewal_at_a_third_of_the_lifetime_reaches_the_sni_store_after_the_dire
         text.contains("no longer knows the stored ACME account"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_serves_the_stored_certificate_and_orders_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("pingap.toml");
+    let base = format!(
+        "[metrics]\nenabled = true\naddr = '127.0.0.1:0'\n{}",
+        plain_config()
+    );
+    std::fs::write(&config_path, &base).unwrap();
+    let first = Pingap::start_path(&config_path);
+    let tls_port = RefusingPort::new();
+    let pebble = Pebble::start(Options {
+        http_port: first.addr("web").port(),
+        tls_port: tls_port.addr.port(),
+        validity_secs: None,
+    });
+    std::fs::write(
+        &config_path,
+        base + &acme_table(&pebble, &["kept.acme.test"], ""),
+    )
+    .unwrap();
+    first.signal(Signal::SIGHUP);
+    let chain = stored_chain(&config_path, "site", ORDER_DEADLINE)
+        .await
+        .unwrap_or_else(|| panic!("no certificate stored:\n{}", first.output.text()));
+    drop(first);
+
+    let second = Pingap::start_path(&config_path);
+    let root = pebble.issuing_root().await;
+    wait_line(
+        &second,
+        &["serving the ACME certificate", "kept.acme.test"],
+        Duration::from_secs(10),
+    )
+    .await;
+    wait_served(&second, "kept.acme.test", &root, &chain).await;
+    let metrics = second.metrics_url();
+    for outcome in ["issued", "renewed", "failed"] {
+        assert_eq!(common::metric(&metrics, &orders(outcome)).await, None);
+    }
+    let text = second.output.text();
+    assert!(!text.contains("ordering a certificate"), "{text}");
+    assert_eq!(
+        std::fs::read_dir(acme_dir(&config_path).join("accounts"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_after_a_graceful_upgrade_waits_until_the_old_process_stops_accepting() {
+    let pingap = Pingap::start(&plain_config());
+    let tls_port = RefusingPort::new();
+    let pebble = Pebble::start(Options {
+        http_port: pingap.addr("web").port(),
+        tls_port: tls_port.addr.port(),
+        validity_secs: None,
+    });
+    // [metrics] is applied by a graceful upgrade: the new process orders, and for 5 s after
+    // the handover the old one (which knows nothing of the order) accepts on the same sockets.
+    std::fs::write(
+        pingap.config_path(),
+        format!(
+            "[metrics]\nenabled = true\naddr = '127.0.0.1:0'\n{}{}",
+            plain_config(),
+            acme_table(&pebble, &["upgrade.acme.test"], "")
+        ),
+    )
+    .unwrap();
+    pingap.signal(Signal::SIGHUP);
+    let chain = stored_chain(&pingap.config_path(), "site", ORDER_DEADLINE)
+        .await
+        .unwrap_or_else(|| panic!("no certificate stored:\n{}", pingap.output.text()));
+    pebble::verify_chain(&chain, &pebble.issuing_root().await, "upgrade.acme.test").unwrap();
+    let text = pingap.output.text();
+    assert!(text.contains("graceful upgrade"), "{text}");
+    assert!(!text.contains("ACME order failed"), "{text}");
 }

@@ -34,7 +34,15 @@ pub struct AcmeRenewals {
     pub runtime: Arc<RuntimeHandle>,
     /// The configuration's source, whose storage keeps accounts and certificates.
     pub source: Source,
+    /// How long to wait before the first look: a process started by a graceful upgrade waits
+    /// until the old one stops accepting ([`UPGRADE_OVERLAP`]), or a directory validating an
+    /// order of the new process could reach the old one.
+    pub first_look_after: Duration,
 }
+
+/// How long the old process of a graceful upgrade goes on accepting after the handover
+/// (Pingora's `CLOSE_TIMEOUT`, 5 s), with a second to spare.
+pub const UPGRADE_OVERLAP: Duration = Duration::from_secs(6);
 
 /// What the service knows of one certificate between looks.
 struct Known {
@@ -55,6 +63,10 @@ impl BackgroundService for AcmeRenewals {
         let mut known: HashMap<String, Known> = HashMap::new();
         let mut running: JoinSet<(Arc<AcmeSpec>, Checked)> = JoinSet::new();
         let mut in_flight: HashSet<String> = HashSet::new();
+        tokio::select! {
+            _ = tokio::time::sleep(self.first_look_after) => {}
+            _ = shutdown.changed() => return,
+        }
         loop {
             let plan = self.runtime.load().acme.clone();
             known.retain(|name, _| plan.certificates.iter().any(|spec| &spec.name == name));

@@ -250,6 +250,11 @@ pub fn run(
         acme_tasks::AcmeRenewals {
             runtime: runtime.clone(),
             source: source.clone(),
+            first_look_after: if flags.upgrade {
+                acme_tasks::UPGRADE_OVERLAP
+            } else {
+                Duration::ZERO
+            },
         },
     ));
 
