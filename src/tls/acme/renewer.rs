@@ -328,12 +328,6 @@ impl Renewer {
             _ => 1,
         };
         let wait = retry_delay(spec.retry_delay, count);
-        tracing::error!(
-            certificate = %spec.name,
-            failures = count,
-            retry_in_secs = wait.as_secs(),
-            "ACME order failed: {error}"
-        );
         record.failure = Some(Failure {
             at: unix(now),
             count,
@@ -342,6 +336,12 @@ impl Renewer {
             domains: spec.domains.clone(),
         });
         self.write(&spec.name, &record).await;
+        tracing::error!(
+            certificate = %spec.name,
+            failures = count,
+            retry_in_secs = wait.as_secs(),
+            "ACME order failed: {error}"
+        );
         // Whole seconds are stored: wait from the stored time, as a restart would.
         let due = record.failure.as_ref().map_or(now, Failure::at) + wait;
         checked(record, Some(OrderOutcome::Failed(error)), due)
