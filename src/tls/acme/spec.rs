@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use crate::config::schema::Config;
 
@@ -153,14 +152,8 @@ pub fn read_roots(
     value: &str,
     resolve: impl Fn(&Path) -> PathBuf,
 ) -> Result<Arc<[CertificateDer<'static>]>, String> {
-    let pem = super::super::read_pem(value, resolve)?;
-    let roots = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("invalid certificate PEM: {e}"))?;
-    if roots.is_empty() {
-        return Err("no certificate found in the PEM".to_string());
-    }
-    Ok(roots.into())
+    let pem = crate::tls::read_pem(value, resolve)?;
+    Ok(crate::tls::certificates(&pem)?.into())
 }
 
 /// What a configuration's servers can answer challenges on.

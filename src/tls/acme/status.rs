@@ -65,3 +65,81 @@ impl AcmeStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::tls::acme::spec::ChallengeKind;
+    use crate::tls::acme::storage::{Failure, Issued};
+
+    fn spec() -> AcmeSpec {
+        AcmeSpec {
+            name: "site".into(),
+            domains: vec!["a.example.com".into()],
+            directory: "https://ca.example/dir".into(),
+            email: None,
+            ca_roots: None,
+            challenge: ChallengeKind::TlsAlpn01,
+            retry_delay: Duration::from_secs(60),
+        }
+    }
+
+    fn checked(issued_at: Option<i64>, failed_at: Option<i64>) -> Checked {
+        Checked {
+            certificate: issued_at.map(|at| Issued {
+                directory: "https://ca.example/dir".into(),
+                domains: vec!["a.example.com".into()],
+                chain_pem: String::new(),
+                key_pem: String::new(),
+                not_before: at,
+                not_after: at + 90 * 86_400,
+                issued_at: at,
+            }),
+            ordered: None,
+            due: Some(from_unix(1_000_000)),
+            failure: failed_at.map(|at| Failure {
+                at,
+                count: 2,
+                error: "validation failed".into(),
+                directory: "https://ca.example/dir".into(),
+                domains: vec!["a.example.com".into()],
+            }),
+            next_check: from_unix(1_000_000),
+        }
+    }
+
+    #[test]
+    fn the_last_order_is_the_later_of_issue_and_failure() {
+        let status = AcmeStatus::new(&spec(), &checked(Some(0), Some(60)), None);
+        assert_eq!(status.last_order.as_deref(), Some("failed"));
+        assert_eq!(
+            status.last_order_at.as_deref(),
+            Some("1970-01-01T00:01:00Z")
+        );
+        assert_eq!(status.valid_until.as_deref(), Some("1970-04-01T00:00:00Z"));
+        assert_eq!(
+            status.next_renewal_at.as_deref(),
+            Some("1970-01-12T13:46:40Z")
+        );
+        assert_eq!(status.failures, 2);
+        assert_eq!(status.last_error.as_deref(), Some("validation failed"));
+        assert_eq!(status.challenge, "tls-alpn-01");
+
+        let status = AcmeStatus::new(&spec(), &checked(Some(120), None), None);
+        assert_eq!(status.last_order.as_deref(), Some("issued"));
+        assert_eq!((status.failures, status.last_error), (0, None));
+
+        let seen = (OrderOutcome::Renewed, from_unix(300));
+        let status = AcmeStatus::new(&spec(), &checked(Some(120), None), Some(&seen));
+        assert_eq!(status.last_order.as_deref(), Some("renewed"));
+        assert_eq!(
+            status.last_order_at.as_deref(),
+            Some("1970-01-01T00:05:00Z")
+        );
+
+        let status = AcmeStatus::new(&spec(), &checked(None, None), None);
+        assert_eq!((status.last_order, status.valid_until), (None, None));
+    }
+}

@@ -382,13 +382,9 @@ pub fn key_segment(name: &str) -> String {
 
 /// The validity of the leaf (the first certificate) of a PEM chain, in seconds since the epoch.
 pub fn validity(chain_pem: &str) -> Result<(i64, i64), String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let leaf = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .next()
-        .ok_or("the chain has no certificate")?
-        .map_err(|e| format!("invalid certificate PEM: {e}"))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&leaf)
+    let chain = crate::tls::certificates(chain_pem.as_bytes())?;
+    let leaf = chain.first().ok_or("the chain has no certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| format!("invalid certificate: {e}"))?;
     let validity = cert.validity();
     Ok((
