@@ -366,3 +366,83 @@ async fn a_reload_swaps_certificates_for_new_handshakes_only() {
     pingap.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(pingap.wait_exit(Duration::from_secs(20)).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_is_exported_per_domain_and_warned_two_weeks_ahead() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("expiry CA");
+    let soon = ca.leaf_expiring(&["soon.example.com", "soon.example.org"], 10);
+    let later = ca.leaf_expiring(&["later.example.com"], 60);
+    let pingap = Pingap::start(&format!(
+        "[metrics]\nenabled = true\naddr = '127.0.0.1:0'\n{}\
+         [certificates.soon]\n{}[certificates.later]\n{}\
+         [servers.s]\naddr = '127.0.0.1:0'\nlocations = ['api']\ntls = true\n",
+        routes(&backend),
+        write_leaf(dir.path(), "soon", &soon),
+        write_leaf(dir.path(), "later", &later),
+    ));
+    let not_after = |leaf: &Leaf| {
+        let (_, cert) = x509_parser::parse_x509_certificate(&leaf.der).unwrap();
+        cert.validity().not_after.timestamp() as f64
+    };
+    let url = pingap.metrics_url();
+    for (name, domain, leaf) in [
+        ("soon", "soon.example.com", &soon),
+        ("soon", "soon.example.org", &soon),
+        ("later", "later.example.com", &later),
+    ] {
+        let series = format!(
+            "pingap_certificate_expiry_timestamp_seconds{{domain=\"{domain}\",name=\"{name}\"}}"
+        );
+        assert_eq!(
+            common::metric(&url, &series).await,
+            Some(not_after(leaf)),
+            "{series}"
+        );
+    }
+    let warned = tokio::task::block_in_place(|| {
+        pingap
+            .output
+            .wait_for("certificate soon expires in", Duration::from_secs(10))
+    });
+    assert!(warned.is_some(), "{}", pingap.output.text());
+    assert!(!pingap.output.text().contains("certificate later expires"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_validation_handshakes_get_only_a_challenge_certificate() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("alpn CA");
+    let site = ca.leaf(&["site.example.com"]);
+    let pingap = Pingap::start(&format!(
+        "{}[certificates.site]\n{}[servers.s]\naddr = '127.0.0.1:0'\nlocations = ['api']\ntls = true\nenable_h2 = false\n",
+        routes(&backend),
+        write_leaf(dir.path(), "site", &site)
+    ));
+    let addr = pingap.addr("s");
+    let offer = |alpn: &[&[u8]]| Options {
+        sni: Some("site.example.com"),
+        alpn: alpn.iter().map(|p| p.to_vec()).collect(),
+        ..Options::default()
+    };
+    // Browsers get HTTP/1.1 on a listener without HTTP/2.
+    let (stream, presented) = connect(addr, offer(&[b"h2", b"http/1.1"])).await.unwrap();
+    assert_eq!(presented.leaf, site.der);
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    // An ACME validator (acme-tls/1 only) never gets the site's certificate: there is no
+    // challenge pending.
+    assert!(connect(addr, offer(&[b"acme-tls/1"])).await.is_err());
+    assert!(
+        pingap
+            .output
+            .wait_for(
+                "an acme-tls/1 validation for site.example.com with no challenge pending",
+                Duration::from_secs(10)
+            )
+            .is_some(),
+        "{}",
+        pingap.output.text()
+    );
+}

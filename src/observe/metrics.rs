@@ -25,6 +25,7 @@
 //! | `pingap_cache_requests_total` | location, status | `X-Cache-Status` of requests to cached locations |
 //! | `pingap_backend_up` | upstream, backend | 1 when the backend gets requests (checks, passive health, circuit) |
 //! | `pingap_backend_circuit_state` | upstream, backend | 0 closed, 1 open, 2 half-open |
+//! | `pingap_certificate_expiry_timestamp_seconds` | name, domain | when each served certificate expires (Unix seconds), per domain it is served for |
 //! | `pingap_access_log_dropped_total` | log | access-log lines dropped (writer behind or failing) |
 //! | `pingap_acme_orders_total` | certificate, outcome | ACME orders: `issued` (a first certificate), `renewed`, `failed` |
 //! | `pingap_config_reloads_total` | result | reloads, `ok` or `failed` |
@@ -86,6 +87,7 @@ pub struct Metrics {
     rejections: IntCounterVec,
     backend_up: IntGaugeVec,
     circuit: IntGaugeVec,
+    certificate_expiry: IntGaugeVec,
     reloads: IntCounterVec,
     rollbacks: IntCounter,
     source_up: IntGauge,
@@ -202,6 +204,16 @@ impl Metrics {
                         "Circuit breaker: 0 closed, 1 open, 2 half-open",
                     ),
                     &["upstream", "backend"],
+                ),
+            ),
+            certificate_expiry: registered(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "pingap_certificate_expiry_timestamp_seconds",
+                        "When the certificate served for the domain expires (Unix seconds)",
+                    ),
+                    &["name", "domain"],
                 ),
             ),
             reloads: registered(
@@ -381,6 +393,14 @@ impl Metrics {
             self.circuit
                 .with_label_values(&labels)
                 .set(i64::from(backend.circuit_state));
+        }
+        self.certificate_expiry.reset();
+        for certificate in &samples.certificates {
+            for domain in &certificate.domains {
+                self.certificate_expiry
+                    .with_label_values(&[certificate.name.as_str(), domain.as_str()])
+                    .set(certificate.not_after);
+            }
         }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -748,6 +768,19 @@ pub struct ScrapeSamples<'a> {
     pub in_flight: usize,
     /// Every backend of every upstream.
     pub backends: Vec<BackendSample<'a>>,
+    /// Every certificate served.
+    pub certificates: Vec<CertificateSample>,
+}
+
+/// A certificate served, at scrape time.
+#[derive(Debug)]
+pub struct CertificateSample {
+    /// Its name (`[certificates.NAME]`, or the server's for its own).
+    pub name: String,
+    /// The domains it is served for.
+    pub domains: Vec<String>,
+    /// When it expires (Unix seconds).
+    pub not_after: i64,
 }
 
 /// The state of one backend at scrape time.
@@ -914,6 +947,7 @@ mod tests {
                 up: true,
                 circuit_state: 0,
             }],
+            certificates: Vec::new(),
         };
         let before = String::from_utf8(metrics.render(&samples("u_gone"))).unwrap();
         assert!(before.contains(r#"location="gone""#) && before.contains(r#"server="old""#));

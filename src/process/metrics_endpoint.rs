@@ -1,13 +1,14 @@
 //! The `[metrics]` endpoint: a Pingora HTTP app on its own listener that reads the gauges of
-//! the moment (requests in flight, the state of every backend of the live runtime) and hands
-//! them to [`Metrics::render`](crate::observe::metrics::Metrics::render).
+//! the moment (requests in flight, the state of every backend of the live runtime, the expiry
+//! of every certificate served) and hands them to
+//! [`Metrics::render`](crate::observe::metrics::Metrics::render).
 
 use std::sync::Arc;
 
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::observe::metrics::{BackendSample, ScrapeSamples, metrics};
+use crate::observe::metrics::{BackendSample, CertificateSample, ScrapeSamples, metrics};
 use crate::proxy::InFlight;
 use crate::runtime::RuntimeHandle;
 use crate::upstream::health::{Circuit, now_ms};
@@ -47,9 +48,21 @@ impl MetricsEndpoint {
                     .collect::<Vec<_>>()
             })
             .collect();
+        let certificates = runtime
+            .certificates
+            .store
+            .served()
+            .into_iter()
+            .map(|served| CertificateSample {
+                not_after: served.loaded.info.not_after,
+                name: served.name,
+                domains: served.domains,
+            })
+            .collect();
         metrics().render(&ScrapeSamples {
             in_flight: self.in_flight.count(),
             backends,
+            certificates,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! server, signal handling and reload, graceful drain.
 
 mod acme_tasks;
+mod certificate_tasks;
 mod drain;
 mod linger;
 pub mod listeners;
@@ -164,10 +165,15 @@ pub fn run(
                     resolver.server(),
                     resolver.store().clone(),
                 )));
-                // ACME's tls-alpn-01 validations negotiate `acme-tls/1` (vendor/pingora-core).
-                settings.set_alpn_protocols(crate::tls::acme::challenges::listener_alpn(
-                    listener.enable_h2,
-                ));
+                // HTTP/2 when enabled, HTTP/1.1, and ACME's tls-alpn-01 validation (answered
+                // by the resolver, then closed).
+                let mut protocols = Vec::new();
+                if listener.enable_h2 {
+                    protocols.push(b"h2".to_vec());
+                }
+                protocols.push(b"http/1.1".to_vec());
+                protocols.push(crate::tls::resolver::ACME_TLS_ALPN.to_vec());
+                settings.set_alpn_protocols(protocols);
                 service.add_listener(endpoint(addr.clone(), true).tls(settings));
             }
             None => service.add_listener(endpoint(addr.clone(), false)),
@@ -235,6 +241,13 @@ pub fn run(
         "health checks",
         ActiveChecks {
             runtime: runtime.clone(),
+        },
+    ));
+
+    server.add_service(background_service(
+        "certificates",
+        certificate_tasks::CertificateMaintenance {
+            store: runtime.load().certificates.store.clone(),
         },
     ));
 

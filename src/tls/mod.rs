@@ -7,7 +7,7 @@
 //!   tls-alpn-01);
 //! * [`client_auth`]: mutual TLS (`client_ca`, `client_auth`) and `$ssl_client_*`;
 //! * [`certificate`]: the fields read from a certificate;
-//! * `ocsp` and `maintenance`: OCSP responses fetched, verified and stapled in the
+//! * [`ocsp`] and [`maintenance`]: OCSP responses fetched, verified and stapled in the
 //!   background, expiry warnings;
 //! * [`acme`]: certificates obtained from ACME directories and kept renewed.
 //!
@@ -20,6 +20,7 @@ pub mod acme;
 pub mod certificate;
 pub mod client_auth;
 pub mod maintenance;
+pub mod ocsp;
 pub mod resolver;
 pub mod store;
 

@@ -688,3 +688,193 @@ fn summary_of(
         acme: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(names: &[&str]) -> Loaded {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+        let certified =
+            crate::tls::certified_key(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+                .unwrap();
+        Loaded::new(certified).unwrap()
+    }
+
+    fn named(
+        name: &str,
+        loaded: Option<Loaded>,
+        acme: bool,
+        is_default: bool,
+    ) -> CompiledCertificate {
+        CompiledCertificate {
+            name: name.to_string(),
+            domains: if loaded.is_none() {
+                vec![format!("{name}.test")]
+            } else {
+                Vec::new()
+            },
+            is_default,
+            acme: acme.then(|| "lets_encrypt".to_string()),
+            source: if loaded.is_some() {
+                CertificateSource::File
+            } else {
+                CertificateSource::Acme
+            },
+            loaded,
+        }
+    }
+
+    fn server(name: &str, own: Option<Loaded>) -> ServerTls {
+        ServerTls {
+            server: name.to_string(),
+            own: own.map(|own| (own, CertificateSource::Inline)),
+            tls13_only: false,
+            client_auth: None,
+        }
+    }
+
+    fn chosen(table: &Table, server: &str, sni: Option<&str>) -> Option<(String, Match)> {
+        table
+            .choose(server, sni)
+            .map(|(served, how)| (served.name.to_string(), how))
+    }
+
+    #[test]
+    fn exact_then_wildcard_then_own_then_default() {
+        let set = CertificateSet {
+            certificates: vec![
+                named("exact", Some(loaded(&["a.example.com"])), false, false),
+                named("wild", Some(loaded(&["*.example.com"])), false, false),
+                named("fallback", Some(loaded(&["fallback.test"])), false, true),
+                // Claims a.example.com too: the first in order keeps it.
+                named("late", Some(loaded(&["a.example.com"])), false, false),
+            ],
+            servers: vec![
+                server("own", Some(loaded(&["own.test"]))),
+                server("bare", None),
+            ],
+            files: Vec::new(),
+        };
+        let (table, notes) = Table::build(&set, &HashMap::new(), &HashMap::new());
+        assert_eq!(
+            notes,
+            [
+                "certificates.late: domain a.example.com is served by certificates.exact (first in order)"
+            ]
+        );
+        let pick = |server, sni| chosen(&table, server, sni);
+        assert_eq!(
+            pick("own", Some("a.example.com")),
+            Some(("exact".into(), Match::Exact))
+        );
+        assert_eq!(
+            pick("own", Some("b.example.com")),
+            Some(("wild".into(), Match::Wildcard))
+        );
+        assert_eq!(
+            pick("own", Some("x.b.example.com")),
+            Some(("own".into(), Match::Server))
+        );
+        assert_eq!(pick("own", None), Some(("own".into(), Match::Server)));
+        assert_eq!(
+            pick("bare", Some("other.test")),
+            Some(("fallback".into(), Match::Default))
+        );
+        assert_eq!(
+            pick("bare", Some("example.com")),
+            Some(("fallback".into(), Match::Default))
+        );
+    }
+
+    #[test]
+    fn issued_certificates_are_served_at_once_and_kept_across_activations() {
+        let store = CertificateStore::new();
+        let set = || CertificateSet {
+            certificates: vec![named("shop", None, true, false)],
+            servers: vec![server("s", None)],
+            files: Vec::new(),
+        };
+        store.activate(Arc::new(set()));
+        assert!(store.table().choose("s", Some("shop.test")).is_none());
+        assert_eq!(store.summaries()[0].source, CertificateSource::Acme);
+        assert_eq!(store.summaries()[0].not_after, 0);
+
+        let issued = loaded(&["shop.test"]);
+        store.install_issued("shop", issued.key.clone()).unwrap();
+        let served = |store: &CertificateStore| {
+            store
+                .table()
+                .choose("s", Some("shop.test"))
+                .map(|(served, _)| served.key.cert[0].clone())
+        };
+        assert_eq!(served(&store), Some(issued.key.cert[0].clone()));
+        store.activate(Arc::new(set()));
+        assert_eq!(served(&store), Some(issued.key.cert[0].clone()));
+        let summary = &store.summaries()[0];
+        assert_eq!(summary.source, CertificateSource::Acme);
+        assert_eq!(summary.not_after, issued.info.not_after);
+        assert_eq!(summary.domains, ["shop.test"]);
+
+        assert!(matches!(
+            store.install_issued("nope", issued.key.clone()),
+            Err(StoreError::Unknown(_))
+        ));
+        // A key that is not the certificate's is refused.
+        let other = loaded(&["shop.test"]);
+        let mismatched = Arc::new(CertifiedKey::new(
+            issued.key.cert.clone(),
+            other.key.key.clone(),
+        ));
+        assert!(matches!(
+            store.install_issued("shop", mismatched),
+            Err(StoreError::Unusable { .. })
+        ));
+    }
+
+    #[test]
+    fn staples_are_served_until_their_next_update() {
+        let store = CertificateStore::new();
+        let cert = loaded(&["a.test"]);
+        store.activate(Arc::new(CertificateSet {
+            certificates: vec![named("a", Some(cert.clone()), false, false)],
+            servers: vec![server("s", None)],
+            files: Vec::new(),
+        }));
+        let ocsp = |store: &CertificateStore| {
+            store
+                .table()
+                .choose("s", Some("a.test"))
+                .and_then(|(served, _)| served.key.ocsp.clone())
+        };
+        assert_eq!(ocsp(&store), None);
+        store.set_staple(
+            cert.info.fingerprint,
+            Staple {
+                response: b"response".to_vec(),
+                this_update: 100,
+                next_update: 200,
+            },
+        );
+        assert_eq!(ocsp(&store), Some(b"response".to_vec()));
+        assert!(store.summaries()[0].ocsp.stapled);
+        assert_eq!(store.drop_stale_staples(199), 0);
+        assert_eq!(store.drop_stale_staples(200), 1);
+        assert_eq!(ocsp(&store), None);
+    }
+
+    #[test]
+    fn challenges_are_kept_by_lower_cased_domain() {
+        let store = CertificateStore::new();
+        let challenge = loaded(&["a.test"]);
+        store.set_challenge("A.test", challenge.key.clone());
+        assert!(store.challenge("a.test").is_some());
+        store.remove_challenge("a.TEST");
+        assert!(store.challenge("a.test").is_none());
+    }
+}

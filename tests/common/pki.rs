@@ -96,9 +96,25 @@ impl Ca {
         self.sign(params)
     }
 
+    /// A server certificate for `names` that expires in `days` days (at midnight UTC).
+    pub fn leaf_expiring(&self, names: &[&str], days: i64) -> Leaf {
+        use chrono::Datelike;
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let day = chrono::Utc::now() + chrono::Duration::days(days);
+        params.not_after = rcgen::date_time_ymd(
+            day.year(),
+            u8::try_from(day.month()).unwrap(),
+            u8::try_from(day.day()).unwrap(),
+        );
+        self.sign(params)
+    }
+
     /// A client certificate for `common_name` (organisation "pingap tests").
     pub fn client(&self, common_name: &str) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, "pingap tests");
@@ -117,5 +133,35 @@ impl Ca {
             key_pem: key.serialize_pem(),
             der: cert.der().to_vec(),
         }
+    }
+}
+
+impl Leaf {
+    /// An acceptor serving this certificate that requires a client certificate signed by the
+    /// CA in `client_ca_pem` (a backend behind mutual TLS).
+    pub fn acceptor_requiring(&self, client_ca_pem: &str) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 }

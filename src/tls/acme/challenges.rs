@@ -25,23 +25,6 @@ use crate::tls::CertificateStore;
 
 /// The path prefix of http-01 answers.
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
-/// The ALPN protocol of tls-alpn-01 validations.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
-
-/// The ALPN protocols a TLS listener offers, in order of preference: `h2` (with `h2`) and
-/// `http/1.1`, then `acme-tls/1`, which only tls-alpn-01 validations ask for (the resolver
-/// answers them with the validation certificate of a pending order, and refuses them
-/// otherwise).
-pub fn listener_alpn(h2: bool) -> Vec<Vec<u8>> {
-    let mut protocols = Vec::with_capacity(3);
-    if h2 {
-        protocols.push(b"h2".to_vec());
-    }
-    protocols.push(b"http/1.1".to_vec());
-    protocols.push(ACME_TLS_ALPN.to_vec());
-    protocols
-}
-
 /// One challenge to answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {

@@ -114,8 +114,8 @@ impl TlsSettings {
         self.alpn_protocols = Some(alpn.to_wire_protocols());
     }
 
-    /// pingap patch: the ALPN protocols offered, in order of preference, as their names (for
-    /// lists `ALPN` cannot express, such as `h2`, `http/1.1` and ACME's `acme-tls/1`).
+    /// pingap patch: offer these ALPN protocols (wire names), most preferred first. A protocol
+    /// other than `h2` and `http/1.1` negotiated leads to `process_custom_session`.
     pub fn set_alpn_protocols(&mut self, protocols: Vec<Vec<u8>>) {
         self.alpn_protocols = Some(protocols);
     }
