@@ -10,7 +10,7 @@
 //! | `PREFIX/metrics`, `tracing`, `admin` | the body of that table           |
 //! | `PREFIX/servers/NAME`        | the body of `[servers.NAME]`             |
 //! | `PREFIX/locations/NAME`, `upstreams/NAME`, `plugins/NAME`, `certificates/NAME` | likewise |
-//! | `PREFIX/_…`                  | not configuration (`_history/`, …)       |
+//! | `PREFIX/_…`                  | not configuration (`_history/`, `_acme/`, …; see [`data`]) |
 //!
 //! A value is what an operator would type:
 //! `etcdctl put /pingap/servers/web $'addr = "127.0.0.1:80"\nlocations = ["api"]'`.
@@ -43,6 +43,10 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
     WatchOptions,
 };
+
+mod data;
+
+pub use data::EtcdLock;
 
 use super::Snapshot;
 use super::load::EnvLookup;

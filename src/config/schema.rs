@@ -86,6 +86,9 @@ pub struct Basic {
     /// Where applied configurations are kept (default: `<config>.history` beside the file or
     /// directory; `PREFIX/_history/` in etcd).
     pub history_dir: Option<PathBuf>,
+    /// Where ACME accounts and certificates are kept (default: `<config>.acme` beside the file
+    /// or directory; `PREFIX/_acme/` in etcd).
+    pub acme_dir: Option<PathBuf>,
     /// How many applied configurations the history keeps (default 50).
     pub history_keep: Option<usize>,
     /// After an apply, watch error rates this long and take the change back if they got worse
@@ -333,8 +336,21 @@ pub struct Certificate {
     pub tls_cert: Option<String>,
     /// Private key: a PEM file path or inline PEM.
     pub tls_key: Option<String>,
-    /// Obtain the certificate from an ACME directory (e.g. `"lets_encrypt"`).
+    /// Obtain the certificate from an ACME directory: `"letsencrypt"` (or `"lets_encrypt"`),
+    /// `"letsencrypt-staging"`, or the directory's `https://` URL.
     pub acme: Option<String>,
+    /// The contact address given to the ACME account (optional).
+    pub acme_email: Option<String>,
+    /// CA certificates (PEM file or inline) trusted for the ACME directory's HTTPS instead of the
+    /// system's and the Mozilla roots: for a private CA, or a test CA.
+    pub acme_ca_file: Option<String>,
+    /// How the directory checks that the domains are ours: `"http-01"` (answered on the plain
+    /// HTTP servers) or `"tls-alpn-01"` (answered on the TLS servers); default: `http-01` when
+    /// there is a plain HTTP server, else `tls-alpn-01`.
+    pub acme_challenge: Option<String>,
+    /// The wait after a failed order (default 1m); it doubles with every failure in a row, up
+    /// to a day.
+    pub acme_retry_delay: Option<ConfigDuration>,
     /// Serve this certificate when no other matches the SNI.
     pub is_default: Option<bool>,
 }

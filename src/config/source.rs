@@ -165,6 +165,18 @@ impl Source {
     /// The directory the history of this source is kept in by default: `<config>.history`
     /// beside the file or directory; none for the embedded default.
     pub fn default_history_dir(&self) -> Option<PathBuf> {
+        self.beside(".history")
+    }
+
+    /// The directory ACME accounts and certificates are kept in by default: `<config>.acme`
+    /// beside the file or directory; none for the embedded default or etcd (which keeps them
+    /// under `PREFIX/_acme/`).
+    pub fn default_acme_dir(&self) -> Option<PathBuf> {
+        self.beside(".acme")
+    }
+
+    /// The path of the file or directory with `suffix` appended.
+    fn beside(&self, suffix: &str) -> Option<PathBuf> {
         match self {
             Source::Embedded | Source::Etcd { .. } => None,
             Source::Path(path) => {
@@ -174,7 +186,7 @@ impl Source {
                     let trimmed = dir.to_string_lossy().trim_end_matches('/').to_string();
                     dir = trimmed.into();
                 }
-                dir.push(".history");
+                dir.push(suffix);
                 Some(PathBuf::from(dir))
             }
         }

@@ -28,6 +28,7 @@
 //! | `pingap_certificate_expiry_timestamp_seconds` | name, domain | when each served certificate expires (Unix seconds), per domain it is served for |
 //! | `pingap_access_log_dropped_total` | log | access-log lines dropped (writer behind or failing) |
 //! | `pingap_log_tail_dropped_total` | | records the live log tail's slow followers missed |
+//! | `pingap_acme_orders_total` | certificate, outcome | ACME orders: `issued` (a first certificate), `renewed`, `failed` |
 //! | `pingap_config_reloads_total` | result | reloads, `ok` or `failed` |
 //! | `pingap_config_rollbacks_total` | | configurations the rollback window took back |
 //! | `pingap_config_source_up` | | 1 while the configuration source (etcd) answers, 0 while it does not |
@@ -96,6 +97,7 @@ pub struct Metrics {
     uptime: Gauge,
     access_log_dropped: IntCounterVec,
     log_tail_dropped: IntCounter,
+    acme_orders: IntCounterVec,
 }
 
 /// The process's metrics, registered on first use.
@@ -272,6 +274,16 @@ impl Metrics {
                     "Access-log records the live log tail's slow followers missed",
                 ),
             ),
+            acme_orders: registered(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "pingap_acme_orders_total",
+                        "ACME orders, by certificate and outcome (issued, renewed, failed)",
+                    ),
+                    &["certificate", "outcome"],
+                ),
+            ),
             registry: registry.clone(),
         };
         let build = registered(
@@ -350,6 +362,13 @@ impl Metrics {
             }
             None => self.reloads.with_label_values(&["failed"]).inc(),
         }
+    }
+
+    /// Counts an ACME order of `certificate` and its outcome (`issued`, `renewed`, `failed`).
+    pub fn acme_order(&self, certificate: &str, outcome: &str) {
+        self.acme_orders
+            .with_label_values(&[certificate, outcome])
+            .inc();
     }
 
     /// Counts a configuration the rollback window took back.

@@ -1,6 +1,7 @@
 //! The process around Pingora's `Server`: listeners bound up front, one proxy service per
 //! server, signal handling and reload, graceful drain.
 
+mod acme_tasks;
 mod admin_service;
 mod certificate_tasks;
 mod drain;
@@ -291,6 +292,18 @@ pub fn run(
         },
     ));
 
+    server.add_service(background_service(
+        "acme",
+        acme_tasks::AcmeRenewals {
+            runtime: runtime.clone(),
+            source: controller.source().clone(),
+            first_look_after: if flags.upgrade {
+                acme_tasks::UPGRADE_OVERLAP
+            } else {
+                Duration::ZERO
+            },
+        },
+    ));
     let (upgrades, upgrade_requested) = tokio::sync::mpsc::unbounded_channel();
     controller.set_upgrade_hook(upgrade::hook(bound, upgrades));
     controller.start(flags.watch);

@@ -5,7 +5,7 @@
 //! | Pingora phase | what pingap does |
 //! |---|---|
 //! | `new_ctx` | counts the request in flight |
-//! | `early_request_filter` | loads the snapshot, routes, starts the gRPC-web bridge ([`grpc_web`]) for `grpc_web` locations |
+//! | `early_request_filter` | loads the snapshot, routes, starts the gRPC-web bridge ([`grpc_web`]) for `grpc_web` locations; answers pending ACME http-01 tokens on plain servers |
 //! | `request_filter` | answers unrouted requests (404), runs the request phase of the plugins, rewrites the path |
 //! | `request_body_filter` | request-body plugins (size limits) |
 //! | `upstream_peer` | picks a healthy backend of the location's upstream, not one that already failed this request |
@@ -274,6 +274,19 @@ fn negotiated_tls12(session: &Session) -> bool {
         .is_some_and(|tls| tls.version == "TLSv1_2" || tls.version == "TLSv1.2")
 }
 
+/// The answer to an ACME http-01 validation request for a pending token: its key
+/// authorization as text ([`crate::tls::acme::challenges`]).
+fn acme_http01_answer(req: &RequestHeader) -> Option<Reply> {
+    let key_authorization = crate::tls::acme::challenges().http01(req.uri.path())?;
+    let mut response = pingap_plugins::Response::new(StatusCode::OK);
+    response.headers.push((
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    ));
+    response.body = Some(Bytes::from(key_authorization));
+    Some(Reply::Plugin(response))
+}
+
 /// The response cache of the request's location.
 fn cache_of(ctx: &RequestCtx) -> Option<&Arc<CachePolicy>> {
     ctx.location.as_ref().and_then(|l| l.cache.as_ref())
@@ -316,6 +329,14 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.early_reply = self.route(session, ctx)?;
+        // A pending ACME http-01 token is answered before routing, on every plain server.
+        if !self.tls
+            && let Some(answer) = acme_http01_answer(session.req_header())
+        {
+            ctx.location = None;
+            ctx.grpc_web = None;
+            ctx.early_reply = Some(answer);
+        }
         Ok(())
     }
 

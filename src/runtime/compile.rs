@@ -41,6 +41,8 @@ use crate::router::host::HostPattern;
 use crate::router::path::PathPattern;
 use crate::router::path_rewrite::Rewrite;
 use crate::router::{RouteSpec, Router, capture_names};
+use crate::tls::acme::AcmePlan;
+use crate::tls::acme::spec::Listeners as AcmeListeners;
 use crate::tls::{CertificateStore, MinVersion};
 use crate::upstream::{Pool, PoolEnv};
 use pingap_plugins::vars::{Scope, check_group_name};
@@ -144,6 +146,7 @@ pub fn compile(
         set: cx.certificate_set(certificates),
         store: cx.store.clone(),
     };
+    let acme = cx.acme(&listeners);
 
     let Compiler { findings, .. } = cx;
     if !findings.errors.is_empty() {
@@ -169,6 +172,7 @@ pub fn compile(
                 .as_secs()
                 .max(1),
             certificates,
+            acme: Arc::new(acme),
         },
         plan,
         warnings: findings.warnings,
@@ -879,6 +883,26 @@ impl Compiler<'_> {
                  \"{shadowed_path}\""
             ));
         }
+    }
+
+    /// The ACME certificates ([`crate::tls::acme::spec`]).
+    fn acme(&mut self, listeners: &[ListenerPlan]) -> AcmePlan {
+        let available = AcmeListeners {
+            plain: listeners.iter().any(|l| l.tls.is_none()),
+            tls: listeners.iter().any(|l| l.tls.is_some()),
+        };
+        let origins = self.origins;
+        let mut errors = Vec::new();
+        let plan = crate::tls::acme::spec::compile(
+            self.config,
+            available,
+            &|table, path| origins.resolve(table, path),
+            &mut |table, key, message| errors.push((table.to_string(), key.to_string(), message)),
+        );
+        for (table, key, message) in errors {
+            self.error(&table, &key, message);
+        }
+        plan
     }
 }
 

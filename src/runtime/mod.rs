@@ -28,6 +28,7 @@ use crate::observe::live::SeriesHandle;
 use crate::observe::metrics::LocationMetrics;
 use crate::router::Router;
 use crate::router::path_rewrite::Rewrite;
+use crate::tls::acme::AcmePlan;
 use crate::tls::{CertificateSet, CertificateStore, ListenerTls};
 use crate::upstream::Pool;
 use error_page::ErrorPages;
@@ -59,6 +60,8 @@ pub struct Runtime {
     pub keepalive_timeout_secs: u64,
     /// The certificates it serves, and the process's store they go live in.
     pub certificates: RuntimeCertificates,
+    /// The certificates obtained from ACME directories, and where their material is kept.
+    pub acme: Arc<AcmePlan>,
 }
 
 /// The certificates of a runtime: the set compiled from its configuration and the store of the

@@ -8,13 +8,15 @@
 //! * [`client_auth`]: mutual TLS (`client_ca`, `client_auth`) and `$ssl_client_*`;
 //! * [`certificate`]: the fields read from a certificate;
 //! * [`ocsp`] and [`maintenance`]: OCSP responses fetched, verified and stapled in the
-//!   background, expiry warnings.
+//!   background, expiry warnings;
+//! * [`acme`]: certificates obtained from ACME directories and kept renewed.
 //!
 //! Seams for ACME and the admin API: [`CertificateStore::install_issued`] (an issued certificate
 //! served at once and kept across reloads), [`CertificateStore::set_challenge`] (tls-alpn-01),
 //! [`CertificateStore::set_acme_status`] and [`CertificateStore::summaries`]; the live store is
 //! `RuntimeHandle::load().certificates.store`.
 
+pub mod acme;
 pub mod certificate;
 pub mod client_auth;
 pub mod maintenance;
@@ -45,15 +47,21 @@ pub fn read_pem(value: &str, resolve: impl Fn(&Path) -> PathBuf) -> Result<Vec<u
     std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// The certificates of a PEM text, in order; at least one.
+pub fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid certificate PEM: {e}"))?;
+    if certificates.is_empty() {
+        return Err("no certificate found in the PEM".to_string());
+    }
+    Ok(certificates)
+}
+
 /// Builds a certificate with its key from PEM: the chain (leaf first) and a PKCS#8, PKCS#1 or
 /// SEC1 private key, which must belong to the leaf.
 pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("invalid certificate PEM: {e}"))?;
-    if chain.is_empty() {
-        return Err("no certificate found in the PEM".to_string());
-    }
+    let chain = certificates(cert_pem)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| format!("invalid private key PEM: {e}"))?;
     CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())

@@ -532,16 +532,8 @@ fn build_members(
 
 /// Reads the PEM certificates of `ca_file`.
 fn read_ca(value: &str, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Arc<[WrappedX509]>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
     let pem = crate::tls::read_pem(value, resolve)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("invalid certificate PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("no certificate found in the PEM".to_string());
-    }
-    Ok(certs
+    Ok(crate::tls::certificates(&pem)?
         .into_iter()
         .map(|der| WrappedX509::new(der.to_vec(), pingora::utils::tls::parse_x509))
         .collect())

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod backend;
 pub mod dns;
 pub mod otlp;
+pub mod pebble;
 pub mod pki;
 pub mod tls_client;
 pub mod websocket;
