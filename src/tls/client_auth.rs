@@ -29,30 +29,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::certificate::distinguished_name;
+pub use super::store::ClientAuthMode;
 use super::store::{CertificateStore, ClientAuthPolicy};
-
-/// `client_auth`: what a server does with clients without a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClientAuthMode {
-    /// They are refused in the handshake.
-    #[default]
-    Required,
-    /// They are served; `$ssl_client_verify` is `NONE`.
-    Optional,
-}
-
-impl ClientAuthMode {
-    /// Parses `"required"` or `"optional"`.
-    pub fn parse(text: &str) -> Result<ClientAuthMode, String> {
-        match text {
-            "required" => Ok(ClientAuthMode::Required),
-            "optional" => Ok(ClientAuthMode::Optional),
-            other => Err(format!(
-                "\"{other}\" is not a client_auth mode (\"required\" or \"optional\")"
-            )),
-        }
-    }
-}
 
 /// The verifier of client certificates signed by the CAs in `ca_pem`.
 pub fn client_auth_policy(ca_pem: &[u8], mode: ClientAuthMode) -> Result<ClientAuthPolicy, String> {

@@ -32,7 +32,6 @@ use rustls::sign::CertifiedKey;
 use serde::Serialize;
 
 use super::certificate::CertificateInfo;
-use super::client_auth::ClientAuthMode;
 
 /// Where a certificate's PEM came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -686,6 +685,29 @@ fn summary_of(
             next_update: staple.map(|s| s.next_update),
         },
         acme: None,
+    }
+}
+
+/// `client_auth`: what a server does with clients without a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuthMode {
+    /// They are refused in the handshake.
+    #[default]
+    Required,
+    /// They are served; `$ssl_client_verify` is `NONE`.
+    Optional,
+}
+
+impl ClientAuthMode {
+    /// Parses `"required"` or `"optional"`.
+    pub fn parse(text: &str) -> Result<ClientAuthMode, String> {
+        match text {
+            "required" => Ok(ClientAuthMode::Required),
+            "optional" => Ok(ClientAuthMode::Optional),
+            other => Err(format!(
+                "\"{other}\" is not a client_auth mode (\"required\" or \"optional\")"
+            )),
+        }
     }
 }
 
