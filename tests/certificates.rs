@@ -33,6 +33,33 @@ fn routes(backend: &Backend) -> String {
     )
 }
 
+/// Starts pingap with `[certificates.NAME]` serving `leaf` (files in `dir`) and an HTTPS server
+/// `s` (`tls = true`, then `server_extra`) in front of `backend`.
+fn start_with(
+    backend: &Backend,
+    dir: &Path,
+    name: &str,
+    leaf: &Leaf,
+    server_extra: &str,
+) -> Pingap {
+    Pingap::start(&format!(
+        "{}[certificates.{name}]\n{}[servers.s]\naddr = '127.0.0.1:0'\nlocations = ['api']\ntls = true\n{server_extra}",
+        routes(backend),
+        write_leaf(dir, name, leaf)
+    ))
+}
+
+/// Waits for a log line with `needle`; panics with the output when none comes.
+fn logged(pingap: &Pingap, needle: &str) {
+    let line =
+        tokio::task::block_in_place(|| pingap.output.wait_for(needle, Duration::from_secs(20)));
+    assert!(
+        line.is_some(),
+        "no \"{needle}\" in:\n{}",
+        pingap.output.text()
+    );
+}
+
 /// What a handshake with `sni` gets: the leaf presented, or the error.
 async fn presented(addr: std::net::SocketAddr, sni: Option<&str>) -> Result<Presented, String> {
     connect(
@@ -121,25 +148,14 @@ async fn a_name_no_certificate_matches_is_refused_and_logged() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("refusal CA");
     let api = ca.leaf(&["api.example.com"]);
-    let pingap = Pingap::start(&format!(
-        "{}[certificates.api]\n{}[servers.store]\naddr = '127.0.0.1:0'\nlocations = ['api']\ntls = true\n",
-        routes(&backend),
-        write_leaf(dir.path(), "api", &api)
-    ));
-    let addr = pingap.addr("store");
+    let pingap = start_with(&backend, dir.path(), "api", &api, "");
+    let addr = pingap.addr("s");
     assert_eq!(leaf_for(addr, Some("api.example.com")).await, api.der);
     let refused = presented(addr, Some("unknown.example.net")).await;
     assert!(refused.is_err(), "{refused:?}");
-    assert!(
-        pingap
-            .output
-            .wait_for(
-                "TLS handshake refused: no certificate for \"unknown.example.net\"",
-                Duration::from_secs(10)
-            )
-            .is_some(),
-        "{}",
-        pingap.output.text()
+    logged(
+        &pingap,
+        "TLS handshake refused: no certificate for \"unknown.example.net\"",
     );
     assert!(presented(addr, None).await.is_err());
     assert_eq!(backend.hits(), 0);
@@ -245,11 +261,7 @@ async fn changed_certificate_files_are_swapped_without_touching_open_connections
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("reload CA");
     let first = ca.leaf(&["site.example.com"]);
-    let files = write_leaf(dir.path(), "site", &first);
-    let pingap = Pingap::start(&format!(
-        "{}[certificates.site]\n{files}[servers.s]\naddr = '127.0.0.1:0'\nlocations = ['api']\ntls = true\n",
-        routes(&backend)
-    ));
+    let pingap = start_with(&backend, dir.path(), "site", &first, "");
     let addr = pingap.addr("s");
     let sni = Options {
         sni: Some("site.example.com"),
@@ -269,12 +281,7 @@ async fn changed_certificate_files_are_swapped_without_touching_open_connections
     let second = ca.leaf(&["site.example.com"]);
     write_leaf(dir.path(), "site", &second);
     assert!(until_served(addr, "site.example.com", &second).await);
-    assert!(
-        pingap
-            .output
-            .wait_for("(certificate file)", Duration::from_secs(10))
-            .is_some()
-    );
+    logged(&pingap, "(certificate file)");
     // The connection opened before the swap goes on with its certificate.
     assert_eq!(
         get(&mut long_lived, "site.example.com", "/2")
@@ -401,12 +408,7 @@ async fn expiry_is_exported_per_domain_and_warned_two_weeks_ahead() {
             "{series}"
         );
     }
-    let warned = tokio::task::block_in_place(|| {
-        pingap
-            .output
-            .wait_for("certificate soon expires in", Duration::from_secs(10))
-    });
-    assert!(warned.is_some(), "{}", pingap.output.text());
+    logged(&pingap, "certificate soon expires in");
     assert!(!pingap.output.text().contains("certificate later expires"));
 }
 
@@ -416,11 +418,7 @@ async fn acme_validation_handshakes_get_only_a_challenge_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("alpn CA");
     let site = ca.leaf(&["site.example.com"]);
-    let pingap = Pingap::start(&format!(
-        "{}[certificates.site]\n{}[servers.s]\naddr = '127.0.0.1:0'\nlocations = ['api']\ntls = true\nenable_h2 = false\n",
-        routes(&backend),
-        write_leaf(dir.path(), "site", &site)
-    ));
+    let pingap = start_with(&backend, dir.path(), "site", &site, "enable_h2 = false\n");
     let addr = pingap.addr("s");
     let offer = |alpn: &[&[u8]]| Options {
         sni: Some("site.example.com"),
@@ -434,15 +432,8 @@ async fn acme_validation_handshakes_get_only_a_challenge_certificate() {
     // An ACME validator (acme-tls/1 only) never gets the site's certificate: there is no
     // challenge pending.
     assert!(connect(addr, offer(&[b"acme-tls/1"])).await.is_err());
-    assert!(
-        pingap
-            .output
-            .wait_for(
-                "an acme-tls/1 validation for site.example.com with no challenge pending",
-                Duration::from_secs(10)
-            )
-            .is_some(),
-        "{}",
-        pingap.output.text()
+    logged(
+        &pingap,
+        "an acme-tls/1 validation for site.example.com with no challenge pending",
     );
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::backend::Echo;
 use common::pki::{Ca, Leaf};
 use common::tls_client::{Options, connect, get};
-use common::{Backend, Pingap, client_builder};
+use common::{Backend, Pingap};
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -212,13 +212,7 @@ async fn client_certificates_are_presented_to_backends_that_require_them() {
         write(dir.path(), "proxy.crt", &proxy_cert.cert_pem),
         write(dir.path(), "proxy.key", &proxy_cert.key_pem)
     )));
-    let response = client_builder()
-        .build()
-        .unwrap()
-        .get(with_cert.url("s", "/through"))
-        .send()
-        .await
-        .unwrap();
+    let response = common::get(&with_cert.url("s", "/through"), &[]).await;
     assert_eq!(response.status(), 200);
     let echo: Echo = response.json().await.unwrap();
     assert_eq!(echo.path, "/through");
@@ -226,13 +220,7 @@ async fn client_certificates_are_presented_to_backends_that_require_them() {
 
     // Without the client certificate the backend refuses the connection.
     let without = Pingap::start(&upstream(""));
-    let response = client_builder()
-        .build()
-        .unwrap()
-        .get(without.url("s", "/through"))
-        .send()
-        .await
-        .unwrap();
+    let response = common::get(&without.url("s", "/through"), &[]).await;
     assert_eq!(response.status(), 502);
     assert_eq!(backend.hits(), 1);
 

@@ -31,6 +31,26 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `openssl req` with a new P-256 key in `NAME.key` for `subject`, and `more` arguments (a
+/// request, or a self-signed certificate).
+fn new_key_and_request(dir: &Path, name: &str, subject: &str, more: &[&str]) {
+    let key = format!("{name}.key");
+    let mut args = vec![
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-subj",
+        subject,
+    ];
+    args.extend_from_slice(more);
+    openssl(dir, &args);
+}
+
 /// A CA and the certificates it issues, made with the openssl command line, with the index an
 /// `openssl ocsp` responder reads.
 struct Pki {
@@ -45,22 +65,14 @@ impl Pki {
             ("ca", "/CN=OCSP test CA"),
             ("impostor", "/CN=OCSP impostor"),
         ] {
-            openssl(
+            new_key_and_request(
                 dir.path(),
+                name,
+                subject,
                 &[
-                    "req",
                     "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-keyout",
-                    &format!("{name}.key"),
                     "-out",
                     &format!("{name}.crt"),
-                    "-subj",
-                    subject,
                     "-days",
                     "30",
                     "-addext",
@@ -85,23 +97,11 @@ impl Pki {
             ext.push_str(&format!("authorityInfoAccess=OCSP;URI:{url}\n"));
         }
         std::fs::write(dir.join(format!("{name}.cnf")), ext).unwrap();
-        openssl(
+        new_key_and_request(
             dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
+            name,
+            &format!("/CN={name}"),
+            &["-new", "-out", &format!("{name}.csr")],
         );
         openssl(
             dir,

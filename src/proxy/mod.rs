@@ -244,7 +244,7 @@ impl Proxy {
 static NEXT_CONNECTION_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 /// Whether the connection negotiated TLS 1.2. Clients without TLS 1.3 cipher suites are refused
-/// during the handshake ([`crate::tls::CertResolver`]); this catches those that offered them but
+/// during the handshake ([`crate::tls::ListenerTls`]); this catches those that offered them but
 /// not the version.
 fn negotiated_tls12(session: &Session) -> bool {
     session

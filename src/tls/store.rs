@@ -3,7 +3,7 @@
 //!
 //! A configuration compiles into a [`CertificateSet`]: the `[certificates.NAME]` entries (read
 //! from their files or inline PEM) and, per HTTPS server, its own certificate, oldest TLS version
-//! and client-certificate policy. When a runtime goes live its set is [activated]
+//! and client-certificate policy. When a runtime goes live its set is activated
 //! (`CertificateStore::activate`): the store combines it with what lives outside the
 //! configuration and publishes one lookup [`Table`] that every handshake reads without a lock:
 //!
