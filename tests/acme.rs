@@ -86,6 +86,18 @@ async fn stored_chain_other_than(
     None
 }
 
+/// Pebble validating http-01 through the `web` server of `pingap` (tls-alpn-01 goes to a port
+/// that refuses), issuing certificates valid for `validity_secs`.
+fn pebble_for_http01(pingap: &Pingap, validity_secs: Option<u64>) -> (Pebble, RefusingPort) {
+    let tls_port = RefusingPort::new();
+    let pebble = Pebble::start(Options {
+        http_port: pingap.addr("web").port(),
+        tls_port: tls_port.addr.port(),
+        validity_secs,
+    });
+    (pebble, tls_port)
+}
+
 fn acme_dir(config: &Path) -> PathBuf {
     PathBuf::from(format!("{}.acme", config.display()))
 }
@@ -93,12 +105,7 @@ fn acme_dir(config: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_issues_a_certificate_added_by_a_reload_and_stores_it_privately() {
     let pingap = Pingap::start(&plain_config());
-    let tls_port = RefusingPort::new();
-    let pebble = Pebble::start(Options {
-        http_port: pingap.addr("web").port(),
-        tls_port: tls_port.addr.port(),
-        validity_secs: None,
-    });
+    let (pebble, _tls_port) = pebble_for_http01(&pingap, None);
     let config = pingap.config_path();
     std::fs::write(
         &config,
@@ -368,14 +375,9 @@ async fn two_instances_sharing_etcd_order_once_and_share_the_certificate() {
         operator
     });
     let (a, b) = (start_on_etcd(&url), start_on_etcd(&url));
-    let tls_port = RefusingPort::new();
     // Pebble validates through the first instance only: when the second one orders, the first
     // answers the challenges it published.
-    let pebble = Pebble::start(Options {
-        http_port: a.addr("web").port(),
-        tls_port: tls_port.addr.port(),
-        validity_secs: None,
-    });
+    let (pebble, _tls_port) = pebble_for_http01(&a, None);
     let table = acme_table(&pebble, &["shared.acme.test"], "");
     let body = table.split_once('\n').unwrap().1.to_string();
     tokio::task::block_in_place(|| {
@@ -533,13 +535,7 @@ async fn renewal_at_a_third_of_the_lifetime_reaches_the_sni_store_after_the_dire
         plain_config()
     ));
     let metrics = pingap.metrics_url();
-    let tls_port = RefusingPort::new();
-    let options = Options {
-        http_port: pingap.addr("web").port(),
-        tls_port: tls_port.addr.port(),
-        validity_secs: Some(VALIDITY),
-    };
-    let mut pebble = Pebble::start(options);
+    let (mut pebble, _tls_port) = pebble_for_http01(&pingap, Some(VALIDITY));
     let config = format!(
         "[metrics]\nenabled = true\naddr = '127.0.0.1:0'\n{}{}",
         plain_config(),
@@ -611,12 +607,7 @@ async fn a_restart_serves_the_stored_certificate_and_orders_nothing() {
     );
     std::fs::write(&config_path, &base).unwrap();
     let first = Pingap::start_path(&config_path);
-    let tls_port = RefusingPort::new();
-    let pebble = Pebble::start(Options {
-        http_port: first.addr("web").port(),
-        tls_port: tls_port.addr.port(),
-        validity_secs: None,
-    });
+    let (pebble, _tls_port) = pebble_for_http01(&first, None);
     std::fs::write(
         &config_path,
         base + &acme_table(&pebble, &["kept.acme.test"], ""),
@@ -654,12 +645,7 @@ async fn a_restart_serves_the_stored_certificate_and_orders_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_after_a_graceful_upgrade_waits_until_the_old_process_stops_accepting() {
     let pingap = Pingap::start(&plain_config());
-    let tls_port = RefusingPort::new();
-    let pebble = Pebble::start(Options {
-        http_port: pingap.addr("web").port(),
-        tls_port: tls_port.addr.port(),
-        validity_secs: None,
-    });
+    let (pebble, _tls_port) = pebble_for_http01(&pingap, None);
     // [metrics] is applied by a graceful upgrade: the new process orders, and for 5 s after
     // the handover the old one (which knows nothing of the order) accepts on the same sockets.
     std::fs::write(

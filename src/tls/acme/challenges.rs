@@ -115,7 +115,8 @@ impl Answering {
         }
     }
 
-    /// Answers `pending` from now until the guard is dropped (or [`Answering::remove`]).
+    /// Answers `pending` from now until the guard is dropped (or [`Answering::retain`] lets it
+    /// go).
     pub fn add(&mut self, pending: Pending) -> Result<(), String> {
         match pending.kind {
             PendingKind::Http01 => challenges().add(&pending.token, &pending.key_authorization),
@@ -133,14 +134,6 @@ impl Answering {
     /// Whether `pending` is answered.
     pub fn contains(&self, pending: &Pending) -> bool {
         self.pending.contains(pending)
-    }
-
-    /// Stops answering `pending`.
-    pub fn remove(&mut self, pending: &Pending) {
-        if let Some(index) = self.pending.iter().position(|p| p == pending) {
-            let pending = self.pending.swap_remove(index);
-            self.stop(&pending);
-        }
     }
 
     /// Stops answering every challenge that `keep` refuses.

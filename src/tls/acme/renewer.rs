@@ -93,11 +93,6 @@ impl Renewer {
         }
     }
 
-    /// Where the material is kept.
-    pub fn storage(&self) -> &Storage {
-        &self.storage
-    }
-
     /// Whether instances share this storage's challenges (etcd): then
     /// [`Renewer::mirror_published`] is worth calling.
     pub fn shares_challenges(&self) -> bool {

@@ -86,15 +86,7 @@ mod tests {
     const DAY: Duration = Duration::from_secs(86_400);
 
     fn spec() -> AcmeSpec {
-        AcmeSpec {
-            name: "site".into(),
-            domains: vec!["a.example.com".into()],
-            directory: "https://ca.example/dir".into(),
-            email: None,
-            ca_roots: None,
-            challenge: ChallengeKind::Http01,
-            retry_delay: Duration::from_secs(60),
-        }
+        AcmeSpec::example(ChallengeKind::Http01)
     }
 
     fn at(secs: u64) -> SystemTime {

@@ -68,22 +68,13 @@ impl AcmeStatus {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
     use crate::tls::acme::spec::ChallengeKind;
     use crate::tls::acme::storage::{Failure, Issued};
 
     fn spec() -> AcmeSpec {
-        AcmeSpec {
-            name: "site".into(),
-            domains: vec!["a.example.com".into()],
-            directory: "https://ca.example/dir".into(),
-            email: None,
-            ca_roots: None,
-            challenge: ChallengeKind::TlsAlpn01,
-            retry_delay: Duration::from_secs(60),
-        }
+        AcmeSpec::example(ChallengeKind::TlsAlpn01)
     }
 
     fn checked(issued_at: Option<i64>, failed_at: Option<i64>) -> Checked {
