@@ -121,6 +121,7 @@ async fn counters_match_the_requests_and_promtool_accepts_the_output() {
         r#"pingap_upstream_response_seconds_count{upstream="api"} 6"#,
         "pingap_config_generation 1",
         "pingap_requests_in_flight 0",
+        "pingap_log_tail_dropped_total 0",
     ]
     .iter()
     .map(|s| s.to_string())
