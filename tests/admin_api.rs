@@ -147,6 +147,26 @@ async fn a_public_admin_address_without_users_is_refused() {
     assert!(output.contains("plain password"), "{output}");
 }
 
+/// `PINGAP_ADMIN_PASSWORD` alone gives a configuration without `[admin]` (like the embedded
+/// default) an admin API with the user `admin`, as the README's first command uses it; the
+/// password is not logged.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_variable_alone_enables_the_admin_api() {
+    let pingap = Pingap::start_with(
+        "[servers.web]\naddr = \"127.0.0.1:0\"\n",
+        &[],
+        &[
+            ("PINGAP_ADMIN_PASSWORD", PASSWORD),
+            // The default address, 127.0.0.1:9180, would collide with parallel tests.
+            ("PINGAP_ADMIN_ADDR", "127.0.0.1:0"),
+        ],
+    );
+    let base = admin::url(&pingap);
+    let admin = Admin::login(&base, "admin", PASSWORD).await;
+    assert_eq!(admin.get("/api/session").await.json["user"], "admin");
+    assert!(!pingap.output.text().contains(PASSWORD));
+}
+
 /// A request for `bytes` bytes that the backend holds after its first chunk until released; the
 /// body length it got in the end.
 fn hold(pingap: &Pingap, bytes: usize) -> tokio::task::JoinHandle<usize> {

@@ -11,6 +11,7 @@
 //!   rollbacks;
 //! * [`ops`]: status, upstreams, certificates, explain and the health endpoints; [`streams`]: live statistics
 //!   and the log tail as Server-Sent Events;
+//! * [`dashboard`]: the embedded web dashboard, at every path outside `/api/`;
 //! * [`error`]: error answers; [`openapi`]: the OpenAPI document generated from the handlers.
 //!
 //! Layering: `process` starts it; it calls `control`, `proxy` (explain), `runtime`, `upstream` and
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod bridge;
 pub mod config_api;
+pub mod dashboard;
 pub mod documents;
 pub mod error;
 pub mod extract;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -125,8 +128,15 @@ pub fn router(state: AdminState) -> Router {
                 async move { axum::Json(document.as_ref().clone()) }
             }),
         )
-        .fallback(|| async {
-            error::ApiError::not_found("no such endpoint; see /api/openapi.json")
-        })
+        .fallback(
+            |method: axum::http::Method, uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
+                if uri.path() == "/api" || uri.path().starts_with("/api/") {
+                    error::ApiError::not_found("no such endpoint; see /api/openapi.json")
+                        .into_response()
+                } else {
+                    dashboard::serve(method, uri, headers).await
+                }
+            },
+        )
         .with_state(state)
 }

@@ -125,14 +125,19 @@ pub fn move_aside(path: &Path, suffix: &str) -> io::Result<PathBuf> {
     Ok(candidate)
 }
 
-/// Compresses `file` into `file.gz` and removes it.
+/// Compresses `file` into `file.gz` and removes it. The `.gz` keeps the file's modification
+/// time (as gzip(1) does): [`prune`] orders files by it, and a file compressed now is not newer
+/// than the files rotated after it and still waiting for compression.
 pub fn gzip(file: &Path) -> io::Result<PathBuf> {
     let gz = PathBuf::from(format!("{}.gz", file.display()));
     let mut input = fs::File::open(file)?;
+    let modified = input.metadata()?.modified()?;
     let output = fs::File::create(&gz)?;
     let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::default());
     io::copy(&mut input, &mut encoder)?;
-    encoder.finish()?.sync_all()?;
+    let output = encoder.finish()?;
+    output.set_modified(modified)?;
+    output.sync_all()?;
     fs::remove_file(file)?;
     Ok(gz)
 }
@@ -156,14 +161,14 @@ pub fn prune(path: &Path, keep: usize) -> io::Result<()> {
             .is_some_and(|n| n.starts_with(&prefix) && n.len() > prefix.len())
         {
             let modified = entry.metadata()?.modified()?;
-            rotated.push((
-                modified,
-                file_name.to_string_lossy().into_owned(),
-                entry.path(),
-            ));
+            let name = file_name.to_string_lossy();
+            let stem = name.strip_suffix(".gz").unwrap_or(&name).to_string();
+            rotated.push((modified, stem, entry.path()));
         }
     }
-    // Newest first: by time, then by name (names carry the period and a counter).
+    // Newest first: by time (of the last write; compression keeps it), then by name without
+    // `.gz` (names carry the period or the moment of rotation, and `.N` when that name was
+    // taken, which sorts after the name without it).
     rotated.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
     for (_, _, old) in rotated.into_iter().skip(keep) {
         fs::remove_file(old)?;
@@ -174,6 +179,55 @@ pub fn prune(path: &Path, keep: usize) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write_with_time(path: &Path, text: &str, modified: SystemTime) {
+        fs::write(path, text).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+
+    #[test]
+    fn compression_keeps_the_modification_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("access.log.1");
+        let then = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        write_with_time(&file, "line\n", then);
+        let gz = gzip(&file).unwrap();
+        assert_eq!(fs::metadata(gz).unwrap().modified().unwrap(), then);
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_by_time_then_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let t = |s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        // Rotated in this order; the second took the first's name plus `.1`, within the same
+        // clock tick, and is not compressed yet; the first was compressed later.
+        write_with_time(&dir.path().join("access.log.20261122-1.000.gz"), "", t(10));
+        write_with_time(&dir.path().join("access.log.20261122-2.000.gz"), "", t(20));
+        write_with_time(&dir.path().join("access.log.20261122-2.000.1"), "", t(20));
+        write_with_time(&dir.path().join("access.log.20261122-3.000"), "", t(30));
+        write_with_time(&log, "", t(40));
+        prune(&log, 2).unwrap();
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "access.log",
+                "access.log.20261122-2.000.1",
+                "access.log.20261122-3.000"
+            ]
+        );
+    }
 
     #[test]
     fn schedules_parse() {

@@ -4,6 +4,8 @@
 //! The variables are read here, at compile, so a container sets the admin listener and its user
 //! without a configuration file: `PINGAP_ADMIN_ADDR` enables the API on that address,
 //! `PINGAP_ADMIN_USER`/`PINGAP_ADMIN_PASSWORD` set the one user `user`/`password` name.
+//! `PINGAP_ADMIN_PASSWORD` alone enables the API too, on the default address, for the user
+//! `admin` — so `PINGAP_ADMIN_PASSWORD=… pingap` gives the embedded default a dashboard.
 
 use std::time::Duration;
 
@@ -19,6 +21,9 @@ const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 const DEFAULT_LOCKOUT_THRESHOLD: u32 = 5;
 const DEFAULT_LOCKOUT_DURATION: Duration = Duration::from_secs(15 * 60);
 
+/// The user `PINGAP_ADMIN_PASSWORD` signs in when no user is named.
+const DEFAULT_ADMIN_USER: &str = "admin";
+
 /// The environment variables that configure the admin API.
 pub const ADMIN_ADDR_ENV: &str = "PINGAP_ADMIN_ADDR";
 const ADMIN_USER_ENV: &str = "PINGAP_ADMIN_USER";
@@ -31,9 +36,10 @@ fn env(name: &str) -> Option<String> {
 impl Compiler<'_> {
     pub(super) fn admin_plan(&mut self) -> Option<AdminPlan> {
         let env_addr = env(ADMIN_ADDR_ENV);
+        let enabled_by_env = env_addr.is_some() || env(ADMIN_PASSWORD_ENV).is_some();
         let spec = match &self.config.admin {
-            Some(admin) if admin.enabled || env_addr.is_some() => admin.clone(),
-            None if env_addr.is_some() => Admin::default(),
+            Some(admin) if admin.enabled || enabled_by_env => admin.clone(),
+            None if enabled_by_env => Admin::default(),
             _ => return None,
         };
         let addr_text = env_addr
@@ -148,8 +154,15 @@ impl Compiler<'_> {
                 Err(e) => self.error("admin", &key, e),
             }
         }
-        let user = env(ADMIN_USER_ENV).or_else(|| spec.user.clone());
-        let password = env(ADMIN_PASSWORD_ENV).or_else(|| spec.password.clone());
+        let env_password = env(ADMIN_PASSWORD_ENV);
+        let user = env(ADMIN_USER_ENV)
+            .or_else(|| spec.user.clone())
+            .or_else(|| {
+                env_password
+                    .as_ref()
+                    .map(|_| DEFAULT_ADMIN_USER.to_string())
+            });
+        let password = env_password.or_else(|| spec.password.clone());
         match (user, password) {
             (Some(name), Some(password)) => {
                 if let Err(e) = check_name(&name) {
