@@ -1,0 +1,77 @@
+import { Table, Text, UnstyledButton } from '@mantine/core';
+import type { SeriesStats } from '../api/client';
+import { formatMs, formatRate, formatRatio, type Group, type Window } from '../lib/stats';
+
+interface Props {
+  group: Group;
+  caption: string;
+  series: readonly SeriesStats[];
+  window: Window;
+  focus: string | null;
+  onFocus: (name: string) => void;
+}
+
+/** The live numbers of every location or upstream, one row each. */
+export function StatsTable({ group, caption, series, window, focus, onFocus }: Props) {
+  const noun = group === 'locations' ? 'location' : 'upstream';
+  return (
+    <Table.ScrollContainer minWidth={560}>
+      <Table striped highlightOnHover captionSide="top" aria-label={caption}>
+        <Table.Caption>{caption}</Table.Caption>
+        <Table.Thead>
+          <Table.Tr>
+            <Table.Th scope="col">Name</Table.Th>
+            <Table.Th scope="col" ta="right">Requests/s</Table.Th>
+            <Table.Th scope="col" ta="right">p50</Table.Th>
+            <Table.Th scope="col" ta="right">p95</Table.Th>
+            <Table.Th scope="col" ta="right">p99</Table.Th>
+            <Table.Th scope="col" ta="right">4xx</Table.Th>
+            <Table.Th scope="col" ta="right">5xx</Table.Th>
+          </Table.Tr>
+        </Table.Thead>
+        <Table.Tbody>
+          {series.length === 0 && (
+            <Table.Tr>
+              <Table.Td colSpan={7}>
+                <Text c="dimmed" size="sm">
+                  No {group} yet.
+                </Text>
+              </Table.Td>
+            </Table.Tr>
+          )}
+          {series.map((s) => {
+            const w = s[window];
+            const id = `${group}-${s.name}`;
+            return (
+              <Table.Tr key={s.name} data-testid={`stats-${id}`} aria-selected={focus === s.name}>
+                <Table.Th scope="row" fw={focus === s.name ? 700 : 500}>
+                  <UnstyledButton
+                    onClick={() => {
+                      onFocus(s.name);
+                    }}
+                    aria-label={`Chart ${noun} ${s.name}`}
+                    aria-pressed={focus === s.name}
+                  >
+                    {s.name}
+                  </UnstyledButton>
+                </Table.Th>
+                <Table.Td ta="right" data-testid={`rps-${id}`}>
+                  {formatRate(w.requests_per_second)}
+                </Table.Td>
+                <Table.Td ta="right">{formatMs(w.p50_ms)}</Table.Td>
+                <Table.Td ta="right">{formatMs(w.p95_ms)}</Table.Td>
+                <Table.Td ta="right">{formatMs(w.p99_ms)}</Table.Td>
+                <Table.Td ta="right" c={w.ratio_4xx > 0 ? 'var(--mantine-color-orange-light-color)' : undefined}>
+                  {formatRatio(w.ratio_4xx)}
+                </Table.Td>
+                <Table.Td ta="right" c={w.ratio_5xx > 0 ? 'var(--mantine-color-red-light-color)' : undefined}>
+                  {formatRatio(w.ratio_5xx)}
+                </Table.Td>
+              </Table.Tr>
+            );
+          })}
+        </Table.Tbody>
+      </Table>
+    </Table.ScrollContainer>
+  );
+}
