@@ -335,7 +335,9 @@ try {
     assert.match(message, new RegExp(`no upstream named "${BROKEN_UPSTREAM}"`), `the API's message is on the Upstream field (it says: ${message})`);
     assert.equal(await page.getByRole('dialog').count(), 0, 'no plan is offered for an invalid change');
     console.log(`  the Upstream field says: ${message}`);
-    await upstream.scrollIntoViewIfNeeded();
+    await upstream.evaluate((el) => {
+      el.scrollIntoView({ block: 'center' });
+    });
     await screenshot(page, 'configuration.png');
     await axe(page, 'Configuration, with a field error');
     assert.equal(await proxyBody(), TO, 'the proxy still answers from the last good configuration');

@@ -15,13 +15,15 @@ interface Props {
 export function StatsTable({ group, caption, series, window, focus, onFocus }: Props) {
   const noun = group === 'locations' ? 'location' : 'upstream';
   return (
-    <Table.ScrollContainer minWidth={560}>
+    <Table.ScrollContainer minWidth={460}>
       <Table striped highlightOnHover captionSide="top" aria-label={caption}>
         <Table.Caption>{caption}</Table.Caption>
         <Table.Thead>
           <Table.Tr>
             <Table.Th scope="col">Name</Table.Th>
-            <Table.Th scope="col" ta="right">Requests/s</Table.Th>
+            <Table.Th scope="col" ta="right">
+              <abbr title="Requests per second">Req/s</abbr>
+            </Table.Th>
             <Table.Th scope="col" ta="right">p50</Table.Th>
             <Table.Th scope="col" ta="right">p95</Table.Th>
             <Table.Th scope="col" ta="right">p99</Table.Th>

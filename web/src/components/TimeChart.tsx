@@ -53,9 +53,15 @@ export function TimeChart({ title, description, data, lines, format, height = 18
       height,
       legend: { show: false },
       cursor: { drag: { x: false, y: false }, points: { size: 5 } },
-      scales: { x: { time: true }, y: { range: (_u, min, max) => [0, Math.max(max, min, 1e-9) * 1.1] } },
+      // at least a minute wide, so the first seconds do not stretch over the whole chart
+      scales: { x: { time: true, range: (_u, min, max) => [Math.min(min, max - 60), max] }, y: { range: (_u, min, max) => [0, Math.max(max, min, 1e-9) * 1.1] } },
       axes: [
-        { ...axisStyle },
+        {
+          ...axisStyle,
+          space: 70,
+          values: (_u, splits) =>
+            splits.map((s) => new Date(s * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' })),
+        },
         { ...axisStyle, size: 64, values: (_u, splits) => splits.map((v) => formatRef.current(v)) },
       ],
       series: [

@@ -1,5 +1,5 @@
 import { useMemo, useState } from 'react';
-import { Alert, Button, Collapse, Group, Loader, NavLink, Paper, Stack, Tabs, Text, TextInput, Textarea, Title } from '@mantine/core';
+import { Alert, Button, Collapse, Group, Loader, NavLink, Paper, SimpleGrid, Stack, Tabs, Text, TextInput, Textarea, Title } from '@mantine/core';
 import { useForm } from '@mantine/form';
 import { Link, useLocation, useParams } from 'wouter';
 import {
@@ -201,11 +201,13 @@ function EntityForm({ kind, name: initialName, item, refs, onChanged }: FormProp
             />
           )}
           <ErrorList title="The API refused this change" errors={otherErrors} />
-          {fields
-            .filter((spec) => spec.more !== true)
-            .map((spec) => (
-              <EntityField key={spec.key} spec={spec} form={form} names={spec.ref !== undefined ? refs[spec.ref] : []} />
-            ))}
+          <SimpleGrid cols={{ base: 1, lg: 2 }} spacing="sm" verticalSpacing="sm">
+            {fields
+              .filter((spec) => spec.more !== true)
+              .map((spec) => (
+                <EntityField key={spec.key} spec={spec} form={form} names={spec.ref !== undefined ? refs[spec.ref] : []} />
+              ))}
+          </SimpleGrid>
           <Button
             variant="subtle"
             justify="flex-start"
@@ -221,11 +223,13 @@ function EntityForm({ kind, name: initialName, item, refs, onChanged }: FormProp
           </Button>
           <Collapse expanded={showMore} id="more-settings">
             <Stack gap="sm">
-              {fields
-                .filter((spec) => spec.more === true)
-                .map((spec) => (
-                  <EntityField key={spec.key} spec={spec} form={form} names={spec.ref !== undefined ? refs[spec.ref] : []} />
-                ))}
+              <SimpleGrid cols={{ base: 1, lg: 2 }} spacing="sm" verticalSpacing="sm">
+                {fields
+                  .filter((spec) => spec.more === true)
+                  .map((spec) => (
+                    <EntityField key={spec.key} spec={spec} form={form} names={spec.ref !== undefined ? refs[spec.ref] : []} />
+                  ))}
+              </SimpleGrid>
           <Textarea
             label={kind === 'plugins' ? 'Settings (JSON)' : 'Other settings (JSON)'}
             description="Keys without a field above, as a JSON object"

@@ -118,7 +118,7 @@ export function Overview() {
           </Paper>
         </SimpleGrid>
 
-        <SimpleGrid cols={{ base: 1, xl: 2 }} spacing="md">
+        <SimpleGrid cols={{ base: 1, lg: 2 }} spacing="md">
           <StatsTable
             group="locations"
             caption="Locations"
