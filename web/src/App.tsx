@@ -29,8 +29,8 @@ export function App() {
     if (!unreachable) return;
     const timer = setInterval(() => {
       void api.GET('/health', { parseAs: 'text' }).then(
-        () => {
-          if (connection.get().auth === 'checking') void checkSession();
+        ({ response }) => {
+          if (response.ok && connection.get().auth === 'checking') void checkSession();
         },
         () => undefined,
       );

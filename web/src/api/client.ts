@@ -30,8 +30,21 @@ export const KINDS: readonly Kind[] = ['servers', 'locations', 'upstreams', 'plu
 /** Paths whose 401 means "not signed in" rather than "the session ended". */
 const SIGN_IN_PATHS = new Set(['/api/login']);
 
+/**
+ * A gateway's answer rather than the API's: a proxy in front of pingap (or the dev server's)
+ * answers 502 or 504 when pingap does not, and a non-JSON 503.
+ */
+export function isGatewayFailure(status: number, contentType: string | null): boolean {
+  if (status === 502 || status === 504) return true;
+  return status === 503 && !(contentType ?? '').includes('json');
+}
+
 const watch: Middleware = {
   onResponse({ response, schemaPath }) {
+    if (isGatewayFailure(response.status, response.headers.get('Content-Type'))) {
+      connection.unreachable();
+      return undefined;
+    }
     connection.reachable();
     if (response.status === 401 && !SIGN_IN_PATHS.has(schemaPath)) connection.unauthorized();
     return undefined;

@@ -1,6 +1,7 @@
-import { useState } from 'react';
+import { useRef, useState } from 'react';
 import { Alert, Button, Group, Loader, Stack, Text, Textarea } from '@mantine/core';
 import { api, ApiError, errorText, get, isPlan, unwrap, type FieldError } from '../api/client';
+import { lineRange } from '../lib/lines';
 import { notifyApplied } from '../lib/notify';
 import { useLoad } from '../lib/useLoad';
 import { ErrorList } from '../components/ErrorList';
@@ -24,6 +25,19 @@ export function TomlEditor() {
   const [errors, setErrors] = useState<FieldError[]>([]);
   const [pending, setPending] = useState<PendingChange | null>(null);
   const [busy, setBusy] = useState(false);
+  const area = useRef<HTMLTextAreaElement>(null);
+
+  const goToLine = (line: number) => {
+    const el = area.current;
+    if (el === null) return;
+    const [start, end] = lineRange(el.value, line);
+    el.focus();
+    el.setSelectionRange(start, end);
+    // put the line in view: the textarea grows with its text, so the page scrolls
+    const lineHeight = Number.parseFloat(getComputedStyle(el).lineHeight) || 20;
+    const top = el.getBoundingClientRect().top + window.scrollY + (line - 1) * lineHeight;
+    window.scrollTo({ top: Math.max(0, top - window.innerHeight / 3) });
+  };
 
   const put = (body: string, dryRun: boolean) =>
     api.PUT('/api/config', {
@@ -90,7 +104,7 @@ export function TomlEditor() {
         The whole configuration as written (secrets show as "***", and "***" keeps the running value). Saving checks it as a start
         would, shows the plan, and applies it only when you confirm.
       </Text>
-      <ErrorList title="The configuration is not valid" errors={errors} />
+      <ErrorList title="The configuration is not valid" errors={errors} id="toml-errors" onLine={goToLine} />
       <Textarea
         label="Configuration (TOML)"
         value={text}
@@ -102,7 +116,9 @@ export function TomlEditor() {
         maxRows={40}
         spellCheck={false}
         classNames={{ input: 'mono' }}
-        error={errors.length > 0 ? 'See the errors above' : undefined}
+        ref={area}
+        aria-invalid={errors.length > 0}
+        aria-describedby={errors.length > 0 ? 'toml-errors' : undefined}
       />
       <Group>
         <Button onClick={() => void review()} loading={busy} disabled={!dirty}>
