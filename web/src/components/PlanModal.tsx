@@ -48,10 +48,10 @@ export function PlanModal({ pending, onClose }: { pending: PendingChange | null;
             </Alert>
           )}
           <Group justify="flex-end">
-            <Button variant="default" onClick={close} disabled={busy}>
+            <Button variant="default" onClick={close} disabled={busy} data-autofocus>
               Cancel
             </Button>
-            <Button onClick={() => void confirm()} loading={busy} disabled={isEmptyPlan(pending.plan)} data-autofocus>
+            <Button onClick={() => void confirm()} loading={busy} disabled={isEmptyPlan(pending.plan)}>
               {pending.confirmLabel}
             </Button>
           </Group>
