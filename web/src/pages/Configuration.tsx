@@ -88,12 +88,31 @@ function EntityForm({ kind, name: initialName, item, refs, onChanged }: FormProp
   const fields = FIELDS[kind];
   // "More settings" starts open when the entity uses any of them; an error there opens it.
   const [moreOpen, setMoreOpen] = useState(() => fields.some((f) => f.more === true && f.key in original) || form.values[OTHER] !== '');
-  const moreHasErrors = fields.some((f) => f.more === true && form.errors[f.key] !== undefined) || form.errors[OTHER] !== undefined;
-  const showMore = moreOpen || moreHasErrors;
+  const moreFields = fields.filter((f) => f.more === true);
+  // A plugin's own settings are the JSON box: shown first, not folded.
+  const jsonFirst = kind === 'plugins';
+  const json = (
+    <Textarea
+      label={jsonFirst ? 'Settings (JSON)' : 'Other settings (JSON)'}
+      description={jsonFirst ? "The type's own keys, as a JSON object" : 'Keys without a field above, as a JSON object'}
+      autosize
+      minRows={2}
+      maxRows={16}
+      classNames={{ input: 'mono' }}
+      spellCheck={false}
+      {...form.getInputProps(OTHER)}
+    />
+  );
+  /** Unfolds "More settings" when one of its fields has an error. */
+  const revealErrors = (fieldsWithErrors: readonly string[]) => {
+    const folded = new Set([...moreFields.map((f) => f.key), ...(jsonFirst ? [] : [OTHER])]);
+    if (fieldsWithErrors.some((f) => folded.has(f))) setMoreOpen(true);
+  };
 
   const showErrors = (e: unknown) => {
     const split = splitFieldErrors(errorsOf(e), kind, name, fieldKeys(kind), OTHER);
     for (const [field, messages] of Object.entries(split.byField)) form.setFieldError(field, messages.join(' · '));
+    revealErrors(Object.keys(split.byField));
     setOtherErrors(split.other);
   };
 
@@ -119,7 +138,10 @@ function EntityForm({ kind, name: initialName, item, refs, onChanged }: FormProp
     try {
       entity = fromForm(kind, form.values, original);
     } catch (e) {
-      if (e instanceof FormProblem) form.setFieldError(e.field, e.message);
+      if (e instanceof FormProblem) {
+        form.setFieldError(e.field, e.message);
+        revealErrors([e.field]);
+      }
       return;
     }
     setBusy(true);
@@ -208,40 +230,33 @@ function EntityForm({ kind, name: initialName, item, refs, onChanged }: FormProp
                 <EntityField key={spec.key} spec={spec} form={form} names={spec.ref !== undefined ? refs[spec.ref] : []} />
               ))}
           </SimpleGrid>
-          <Button
-            variant="subtle"
-            justify="flex-start"
-            px={0}
-            onClick={() => {
-              setMoreOpen((o) => !o);
-            }}
-            aria-expanded={showMore}
-            aria-controls="more-settings"
-            disabled={moreHasErrors}
-          >
-            {showMore ? '▾' : '▸'} More settings
-          </Button>
-          <Collapse expanded={showMore} id="more-settings">
-            <Stack gap="sm">
-              <SimpleGrid cols={{ base: 1, lg: 2 }} spacing="sm" verticalSpacing="sm">
-                {fields
-                  .filter((spec) => spec.more === true)
-                  .map((spec) => (
-                    <EntityField key={spec.key} spec={spec} form={form} names={spec.ref !== undefined ? refs[spec.ref] : []} />
-                  ))}
-              </SimpleGrid>
-          <Textarea
-            label={kind === 'plugins' ? 'Settings (JSON)' : 'Other settings (JSON)'}
-            description="Keys without a field above, as a JSON object"
-            autosize
-            minRows={2}
-            maxRows={16}
-            classNames={{ input: 'mono' }}
-            spellCheck={false}
-            {...form.getInputProps(OTHER)}
-          />
-            </Stack>
-          </Collapse>
+          {jsonFirst && json}
+          {moreFields.length + (jsonFirst ? 0 : 1) > 0 && (
+            <>
+              <Button
+                variant="subtle"
+                justify="flex-start"
+                px={0}
+                onClick={() => {
+                  setMoreOpen((o) => !o);
+                }}
+                aria-expanded={moreOpen}
+                aria-controls="more-settings"
+              >
+                {moreOpen ? '▾' : '▸'} More settings
+              </Button>
+              <Collapse expanded={moreOpen} id="more-settings">
+                <Stack gap="sm">
+                  <SimpleGrid cols={{ base: 1, lg: 2 }} spacing="sm" verticalSpacing="sm">
+                    {moreFields.map((spec) => (
+                      <EntityField key={spec.key} spec={spec} form={form} names={spec.ref !== undefined ? refs[spec.ref] : []} />
+                    ))}
+                  </SimpleGrid>
+                  {!jsonFirst && json}
+                </Stack>
+              </Collapse>
+            </>
+          )}
           <Group justify="space-between">
             <Group gap="sm">
               <Button type="submit" loading={busy}>
