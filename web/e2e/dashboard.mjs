@@ -40,7 +40,7 @@ const SCREENSHOT_DIR = env('SCREENSHOT_DIR', join(dirname(fileURLToPath(import.m
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const BROKEN_UPSTREAM = 'no-such-upstream-e2e';
 
-const TOTAL_TIMEOUT_MS = 110_000;
+const TOTAL_TIMEOUT_MS = 170_000; // a safety net: a run takes about 40 s
 const POLL_MS = 100;
 
 mkdirSync(SCREENSHOT_DIR, { recursive: true });

@@ -57,7 +57,7 @@ export function SignIn({ expired }: { expired: boolean }) {
                   {error}
                 </Alert>
               )}
-              <TextInput label="User" autoComplete="username" required {...form.getInputProps('user')} />
+              <TextInput label="User" autoComplete="username" required autoFocus {...form.getInputProps('user')} />
               <PasswordInput label="Password" autoComplete="current-password" required {...form.getInputProps('password')} />
               <Button type="submit" loading={busy}>
                 Sign in
