@@ -61,7 +61,14 @@ async fn signing_in_out_and_what_is_refused() {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "no TLS here: {cookie}");
-    assert_eq!(alice.get("/api/session").await.json["user"], "alice");
+    let session = alice.get("/api/session").await.json;
+    assert_eq!(session["user"], "alice");
+    let now = pingap::admin::auth::unix_now();
+    let expires_at = session["expires_at"].as_u64().unwrap_or(0);
+    assert!(
+        expires_at > now && expires_at <= now + 12 * 3600,
+        "a session ends within its 12 h lifetime: {session}"
+    );
     let status = alice.get("/api/status").await;
     assert_eq!(status.status, 200);
     assert_eq!(status.json["listeners"][0]["server"], "web");

@@ -43,6 +43,8 @@ pub struct Identity {
     pub name: String,
     /// How it was proven.
     pub via: Via,
+    /// When a session ends at the latest (unix seconds); `None` for a token.
+    pub expires_at: Option<u64>,
 }
 
 /// Why a login was refused.
@@ -71,6 +73,8 @@ struct Session {
     user: String,
     created: Instant,
     last_seen: Instant,
+    /// `created` as unix seconds plus the lifetime, for the API to show.
+    expires_at: u64,
 }
 
 #[derive(Default)]
@@ -169,23 +173,25 @@ impl Auth {
         {
             sessions.remove(&oldest);
         }
+        let expires_at = unix_now() + self.lifetime.as_secs();
         sessions.insert(
             digest(id.as_bytes()),
             Session {
                 user: user.to_string(),
                 created: now,
                 last_seen: now,
+                expires_at,
             },
         );
         NewSession {
             id,
             user: user.to_string(),
-            expires_at: unix_now() + self.lifetime.as_secs(),
+            expires_at,
         }
     }
 
-    /// The user of session `id`, if it is open; the request counts as activity.
-    pub fn session(&self, id: &str) -> Option<String> {
+    /// Who session `id` signs in, if it is open; the request counts as activity.
+    pub fn session(&self, id: &str) -> Option<Identity> {
         let now = Instant::now();
         let mut sessions = self.lock_sessions();
         let key = digest(id.as_bytes());
@@ -195,7 +201,11 @@ impl Auth {
             return None;
         }
         session.last_seen = now;
-        Some(session.user.clone())
+        Some(Identity {
+            name: session.user.clone(),
+            via: Via::Session,
+            expires_at: Some(session.expires_at),
+        })
     }
 
     /// Closes session `id`.
@@ -372,9 +382,14 @@ mod tests {
         let Ok(session) = session else {
             panic!("login failed: {session:?}")
         };
-        assert_eq!(auth.session(&session.id).as_deref(), Some("alice"));
+        let identity = auth.session(&session.id);
+        assert_eq!(identity.as_ref().map(|i| i.name.as_str()), Some("alice"));
+        assert_eq!(
+            identity.and_then(|i| i.expires_at),
+            Some(session.expires_at)
+        );
         assert!(auth.logout(&session.id));
-        assert_eq!(auth.session(&session.id), None);
+        assert!(auth.session(&session.id).is_none());
 
         assert_eq!(auth.token("secret-token").as_deref(), Some("ci"));
         assert_eq!(auth.token("secret-tokem"), None);

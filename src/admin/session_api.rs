@@ -97,11 +97,12 @@ pub async fn authenticate(
             Some(name) => Identity {
                 name,
                 via: Via::Token,
+                expires_at: None,
             },
             None => return unauthorized("invalid API token (send Authorization: Bearer <token>)"),
         }
     } else if let Some(id) = cookie(headers, SESSION_COOKIE) {
-        let Some(user) = state.auth.session(id) else {
+        let Some(identity) = state.auth.session(id) else {
             return unauthorized("the session has ended; sign in again");
         };
         if !is_safe(request.method()) && !origin_allowed(headers, tls, true) {
@@ -111,10 +112,7 @@ pub async fn authenticate(
             )
             .into_response();
         }
-        Identity {
-            name: user,
-            via: Via::Session,
-        }
+        identity
     } else {
         return unauthorized("sign in (POST /api/login) or send Authorization: Bearer <token>");
     };
@@ -220,7 +218,7 @@ pub async fn session(
             Via::Token => "token",
         }
         .to_string(),
-        expires_at: None,
+        expires_at: identity.expires_at,
         idle_timeout_seconds: state.auth.idle_timeout().as_secs(),
     })
     .into_response()

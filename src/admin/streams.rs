@@ -103,8 +103,11 @@ pub async fn logs_stream(
     )))
 }
 
+/// The stream as an SSE response. It opens with a comment so the status and headers reach the
+/// client at once, not with the first event (which, for a filtered log tail, may be long).
 fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
-    Sse::new(events)
+    let opened = futures::stream::once(async { Ok(Event::default().comment("open")) });
+    Sse::new(futures::StreamExt::chain(opened, events))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
