@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Builds pingap's container image around a natively built binary (docker/Dockerfile, target
+# `packed`) and runs it the way the README's "Deploy" says, checking that:
+#   * the image runs as a non-root user, with root CAs, and its placeholder configuration checks;
+#   * the HEALTHCHECK (`pingap health`) turns healthy;
+#   * a configuration mounted from a volume is used (PINGAP_CONF), the proxy and the dashboard
+#     answer, PINGAP_ADMIN_ADDR and PINGAP_ADMIN_PASSWORD take effect, pingap's state (the
+#     history) is written to the volume, and SIGHUP applies a changed configuration;
+#   * `docker stop` drains: a request in flight completes, pingap exits 0 and logs the drain.
+# It also validates docker/compose.yaml (docker-compose config) and docker/prometheus.yml
+# (promtool), whose third-party images cannot be pulled here.
+#
+#   docker/check-image.sh [BINARY]     (default target/release/pingap, from the repository root)
+#
+# BINARY is a path inside the repository that .dockerignore keeps in the build context. No
+# registry is reachable here, so the runtime base is made locally (debootstrap, then docker
+# import) unless RUNTIME_IMAGE names one that exists. Without a docker daemon answering, the
+# script starts dockerd as .ci/run's machines run it (host networking only) and stops it at the
+# end. Needs docker, debootstrap, docker-compose, promtool, curl and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+binary=${1:-target/release/pingap}
+base=${RUNTIME_IMAGE:-local/debian:bookworm-slim}
+image=pingap:check
+name=pingap-check-$$
+volume=pingap-check-$$
+password=check-image-password
+work=$(mktemp -d)
+dockerd_pid=""
+backend_pid=""
+
+say() { printf '  %s\n' "$*"; }
+fail() {
+  echo "check-image: FAILED: $*" >&2
+  if docker container inspect "$name" >/dev/null 2>&1; then
+    echo "--- container logs ---" >&2
+    docker logs "$name" 2>&1 | tail -40 >&2
+  fi
+  exit 1
+}
+
+cleanup() {
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  docker volume rm "$volume" >/dev/null 2>&1 || true
+  docker image rm "$image" >/dev/null 2>&1 || true
+  if [ -n "$backend_pid" ]; then kill "$backend_pid" 2>/dev/null || true; fi
+  if [ -n "$dockerd_pid" ]; then
+    kill "$dockerd_pid" 2>/dev/null || true
+    wait "$dockerd_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Polls `$@` every 0.1s until it succeeds or $deadline seconds pass.
+until_ok() {
+  local deadline=$1; shift
+  local end=$((SECONDS + deadline))
+  until "$@"; do
+    if [ "$SECONDS" -ge "$end" ]; then return 1; fi
+    sleep 0.1
+  done
+}
+
+[ -x "$binary" ] || fail "no binary at $binary (cargo build --release --locked)"
+
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd (--iptables=false --bridge=none)"
+  dockerd --iptables=false --bridge=none >"$work/dockerd.log" 2>&1 &
+  dockerd_pid=$!
+  until_ok 60 docker info >/dev/null 2>&1 || { cat "$work/dockerd.log"; fail "dockerd did not start"; }
+fi
+
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+  [ "$base" = local/debian:bookworm-slim ] || fail "no image $base"
+  say "making $base: debootstrap --variant=minbase bookworm, docker import"
+  rootfs="$work/rootfs"
+  debootstrap --variant=minbase --include=ca-certificates bookworm "$rootfs" \
+    http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
+    || { tail -20 "$work/debootstrap.log"; fail "debootstrap"; }
+  # What debian:bookworm-slim leaves out too: package lists and caches, documentation, locales.
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
+    "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* \
+    "$rootfs"/usr/share/locale/* "$rootfs"/usr/share/info/*
+  tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
+fi
+
+say "building $image (--target packed, $binary, base $base)"
+docker build -f docker/Dockerfile --target packed \
+  --build-arg RUNTIME_IMAGE="$base" --build-arg PINGAP_BINARY="$binary" \
+  -t "$image" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "docker build"; }
+grep -i "sending build context" "$work/build.log" | sed 's/^/  /' || true
+
+say "image settings"
+inspect() { docker image inspect -f "$1" "$image"; }
+[ "$(inspect '{{.Config.User}}')" = "pingap:pingap" ] || fail "user: $(inspect '{{.Config.User}}')"
+[ "$(inspect '{{json .Config.Healthcheck.Test}}')" = '["CMD","pingap","health"]' ] \
+  || fail "healthcheck: $(inspect '{{json .Config.Healthcheck}}')"
+[ "$(inspect '{{.Config.StopSignal}}')" = "SIGTERM" ] || fail "stop signal"
+inspect '{{json .Config.Volumes}}' | grep -q '"/etc/pingap"' || fail "no volume /etc/pingap"
+docker run --rm --entrypoint sh "$image" -c \
+  'test "$(id -u)" = 10001 && test -s /etc/ssl/certs/ca-certificates.crt' \
+  || fail "not uid 10001, or no root CAs"
+docker run --rm "$image" -t >"$work/default.txt" 2>&1 || { cat "$work/default.txt"; fail "the placeholder configuration"; }
+grep -q "configuration OK: /etc/pingap/pingap.toml" "$work/default.txt" || fail "$(cat "$work/default.txt")"
+
+# Host networking (the only kind here), so ports are chosen free on loopback.
+read -r proxy_port admin_port backend_port < <(python3 -c '
+import socket
+sockets = [socket.socket() for _ in range(3)]
+for s in sockets: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in sockets))')
+
+cat >"$work/backend.py" <<'EOF'
+import http.server, pathlib, sys, time
+marker = pathlib.Path(sys.argv[2])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/slow":
+            marker.touch()
+            time.sleep(2)
+        body = b"backend ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+EOF
+python3 "$work/backend.py" "$backend_port" "$work/slow-started" &
+backend_pid=$!
+
+config() {
+  cat <<EOF
+[basic]
+graceful_shutdown_timeout = "20s"
+
+[upstreams.backend]
+addrs = ["127.0.0.1:$backend_port"]
+
+[locations.all]
+upstream = "backend"
+response_headers_set = ["X-Check: $1"]
+
+[servers.main]
+addr = "127.0.0.1:$proxy_port"
+locations = ["all"]
+health_path = "/healthz"
+EOF
+}
+
+say "configuration in volume $volume, as the image's user"
+docker volume create "$volume" >/dev/null
+config one | docker run --rm -i -v "$volume:/etc/pingap" --entrypoint sh "$image" \
+  -c 'cat > /etc/pingap/check.toml'
+
+say "running $name: proxy on $proxy_port, admin API on $admin_port"
+docker run -d --name "$name" --network host -v "$volume:/etc/pingap" \
+  -e PINGAP_CONF=/etc/pingap/check.toml \
+  -e PINGAP_ADMIN_ADDR="127.0.0.1:$admin_port" \
+  -e PINGAP_ADMIN_PASSWORD="$password" \
+  --health-interval 1s "$image" >/dev/null
+
+health() { docker inspect -f '{{.State.Health.Status}}' "$name"; }
+healthy() { test "$(health)" = healthy; }
+until_ok 60 healthy || fail "not healthy: $(health); $(docker inspect -f '{{json .State.Health.Log}}' "$name")"
+say "healthy"
+
+proxy=http://127.0.0.1:$proxy_port
+curl -sf "$proxy/" | grep -q "backend ok" || fail "the proxy does not answer from the mounted configuration's backend"
+curl -sf "$proxy/healthz" >/dev/null || fail "no health path"
+admin=http://127.0.0.1:$admin_port
+curl -sf "$admin/" | grep -q '<div id="root">' || fail "no dashboard on PINGAP_ADMIN_ADDR"
+curl -sf -o /dev/null -H 'content-type: application/json' \
+  -d "{\"user\":\"admin\",\"password\":\"$password\"}" "$admin/api/login" \
+  || fail "cannot sign in with PINGAP_ADMIN_PASSWORD"
+say "proxy, dashboard and sign-in answer"
+
+pid=$(docker inspect -f '{{.State.Pid}}' "$name")
+uids=$(awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")
+[ "$uids" = "10001 10001 10001 10001" ] || fail "pingap runs with uids $uids"
+say "pingap (pid $pid on the host) runs as uid 10001"
+
+docker exec "$name" test -d /etc/pingap/check.toml.history \
+  || fail "no history beside the configuration in the volume"
+config two | docker exec -i "$name" sh -c 'cat > /etc/pingap/check.toml'
+docker kill -s HUP "$name" >/dev/null
+header() { curl -sf -D - -o /dev/null "$proxy/" | tr -d '\r' | grep -qi "^x-check: $1$"; }
+until_ok 30 header two || fail "SIGHUP did not apply the changed configuration"
+say "history in the volume; SIGHUP applied the changed configuration"
+
+curl -sf -o "$work/slow.txt" "$proxy/slow" &
+slow=$!
+until_ok 30 test -e "$work/slow-started" || fail "the slow request did not reach the backend"
+docker stop -t 30 "$name" >/dev/null
+wait "$slow" || fail "the request in flight failed during docker stop"
+grep -q "backend ok" "$work/slow.txt" || fail "the request in flight got: $(cat "$work/slow.txt")"
+code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
+[ "$code" = 0 ] || fail "exit code $code after docker stop"
+docker logs "$name" >"$work/pingap.log" 2>&1
+grep -q "shutting down gracefully" "$work/pingap.log" || fail "no graceful shutdown in the log"
+grep -q "shut down: every request finished" "$work/pingap.log" || fail "no drain in the log"
+say "docker stop: the request in flight completed, exit code 0, drained"
+
+say "compose and Prometheus files"
+PINGAP_ADMIN_PASSWORD=x docker-compose -f docker/compose.yaml --profile etcd config -q \
+  || fail "docker-compose config"
+promtool check config docker/prometheus.yml >/dev/null || fail "promtool check config"
+
+echo "check-image: ok"
