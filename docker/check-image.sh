@@ -5,7 +5,8 @@
 #   * the HEALTHCHECK (`pingap health`) turns healthy;
 #   * a configuration mounted from a volume is used (PINGAP_CONF), the proxy and the dashboard
 #     answer, PINGAP_ADMIN_ADDR and PINGAP_ADMIN_PASSWORD take effect, pingap's state (the
-#     history) is written to the volume, and SIGHUP applies a changed configuration;
+#     history) is written to the volume, SIGHUP applies a changed configuration, and a listener
+#     change, which would need a graceful upgrade, is rejected instead of ending the container;
 #   * `docker stop` drains: a request in flight completes, pingap exits 0 and logs the drain.
 # It also validates docker/compose.yaml (docker-compose config) and docker/prometheus.yml
 # (promtool), whose third-party images cannot be pulled here.
@@ -190,6 +191,18 @@ docker kill -s HUP "$name" >/dev/null
 header() { curl -sf -D - -o /dev/null "$proxy/" | tr -d '\r' | grep -qi "^x-check: $1$"; }
 until_ok 30 header two || fail "SIGHUP did not apply the changed configuration"
 say "history in the volume; SIGHUP applied the changed configuration"
+
+# A listener change needs a graceful upgrade, which would end the container (pingap is its pid
+# 1): it is rejected, and pingap goes on serving.
+config two | sed "s/127.0.0.1:$proxy_port/127.0.0.1:$backend_port/" \
+  | docker exec -i "$name" sh -c 'cat > /etc/pingap/check.toml'
+docker kill -s HUP "$name" >/dev/null
+rejected() { docker logs "$name" 2>&1 | grep -q "restart the container to apply it"; }
+until_ok 30 rejected || fail "the listener change was not rejected"
+[ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] || fail "the container ended"
+header two || fail "pingap stopped serving after the rejected listener change"
+config two | docker exec -i "$name" sh -c 'cat > /etc/pingap/check.toml'
+say "a listener change is rejected (restart the container), the container goes on serving"
 
 curl -sf -o "$work/slow.txt" "$proxy/slow" &
 slow=$!

@@ -16,7 +16,9 @@ use common::{Backend, Pingap, command, get, run_to_exit};
 use nix::sys::signal::Signal;
 
 fn docker_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("docker").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docker")
+        .join(name)
 }
 
 /// Runs `pingap health` with `args` and `env`.
@@ -47,7 +49,10 @@ async fn health_asks_the_admin_api_where_pingap_admin_addr_says() {
     // An address that listens everywhere is asked on loopback.
     let (status, output) = health(&[], &[("PINGAP_ADMIN_ADDR", &format!("0.0.0.0:{port}"))]);
     assert!(status.success(), "{output}");
-    assert!(output.contains(&format!("http://{addr}/health")), "{output}");
+    assert!(
+        output.contains(&format!("http://{addr}/health")),
+        "{output}"
+    );
 
     // PINGAP_HEALTH_URL is the --url flag's variable.
     let (status, output) = health(&[], &[("PINGAP_HEALTH_URL", &format!("{url}/ready"))]);
@@ -316,7 +321,10 @@ async fn every_metric_the_grafana_dashboard_queries_is_exported() {
             .into_iter()
             .filter(|label| !available.contains(label.as_str()))
             .collect();
-        assert!(unknown.is_empty(), "{expr}: no label {unknown:?} in\n{text}");
+        assert!(
+            unknown.is_empty(),
+            "{expr}: no label {unknown:?} in\n{text}"
+        );
     }
 
     // Every expression parses: promtool checks them as recording rules.
@@ -330,7 +338,10 @@ async fn every_metric_the_grafana_dashboard_queries_is_exported() {
         ));
     }
     std::fs::write(&rules, text).unwrap();
-    let (status, output) = run("promtool", &[Path::new("check"), Path::new("rules"), &rules]);
+    let (status, output) = run(
+        "promtool",
+        &[Path::new("check"), Path::new("rules"), &rules],
+    );
     assert!(status.success(), "{output}");
 }
 

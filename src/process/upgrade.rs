@@ -7,6 +7,10 @@
 //! Before anything starts, the addresses the new configuration adds are bound once to check they
 //! are free: a new process that could not listen would fail after the old one stopped
 //! accepting.
+//!
+//! A process that is its container's main process (pid 1) does not upgrade itself: the old
+//! process's exit would end the container, new process included. The change is rejected with a
+//! message saying to restart the container, and the running configuration stays.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,6 +37,12 @@ pub const ADMIN: &str = "[admin]";
 /// `handover` tells the signal watch to hand the listeners over.
 pub fn hook(bound: Vec<(String, SocketAddr)>, handover: UnboundedSender<()>) -> UpgradeHook {
     Box::new(move |request: &UpgradeRequest| {
+        if std::process::id() == 1 {
+            return Err(
+                "pingap is the container's main process (pid 1), which a graceful upgrade would end: restart the container to apply it"
+                    .to_string(),
+            );
+        }
         for addr in &request.listeners {
             let held = bound
                 .iter()
