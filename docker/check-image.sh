@@ -7,7 +7,10 @@
 #     answer, PINGAP_ADMIN_ADDR and PINGAP_ADMIN_PASSWORD take effect, pingap's state (the
 #     history) is written to the volume, SIGHUP applies a changed configuration, and a listener
 #     change, which would need a graceful upgrade, is rejected instead of ending the container;
-#   * `docker stop` drains: a request in flight completes, pingap exits 0 and logs the drain.
+#   * `docker stop` drains: a request in flight completes, pingap exits 0 and logs the drain;
+#   * docker/pingap.service works under systemd (booted in a container): a Type=notify start,
+#     reloads applied and refused, the dedicated user and its capability, ProtectSystem=strict
+#     with /etc/pingap writable, a drained stop.
 # It also validates docker/compose.yaml (docker-compose config) and docker/prometheus.yml
 # (promtool), whose third-party images cannot be pulled here.
 #
@@ -15,7 +18,8 @@
 #
 # BINARY is a path inside the repository that .dockerignore keeps in the build context. No
 # registry is reachable here, so the runtime base is made locally (debootstrap, then docker
-# import) unless RUNTIME_IMAGE names one that exists. Without a docker daemon answering, the
+# import) unless RUNTIME_IMAGE names one that exists, and so is that base with systemd for the
+# unit (apt-get, from Debian's mirror); both images are kept for the next run. Without a docker daemon answering, the
 # script starts dockerd as .ci/run's machines run it (host networking only) and stops it at the
 # end. Needs docker, debootstrap, docker-compose, promtool, curl and python3.
 set -euo pipefail
@@ -23,6 +27,7 @@ cd "$(dirname "$0")/.."
 
 binary=${1:-target/release/pingap}
 base=${RUNTIME_IMAGE:-local/debian:bookworm-slim}
+systemd_base=local/debian-systemd:bookworm
 image=pingap:check
 name=pingap-check-$$
 volume=pingap-check-$$
@@ -34,6 +39,9 @@ backend_pid=""
 say() { printf '  %s\n' "$*"; }
 fail() {
   echo "check-image: FAILED: $*" >&2
+  if docker container inspect "$name-systemd" >/dev/null 2>&1; then
+    docker exec "$name-systemd" journalctl -u pingap --no-pager 2>&1 | tail -30 >&2 || true
+  fi
   if docker container inspect "$name" >/dev/null 2>&1; then
     echo "--- container logs ---" >&2
     docker logs "$name" 2>&1 | tail -40 >&2
@@ -42,7 +50,7 @@ fail() {
 }
 
 cleanup() {
-  docker rm -f "$name" >/dev/null 2>&1 || true
+  docker rm -f "$name" "$name-systemd" >/dev/null 2>&1 || true
   docker volume rm "$volume" >/dev/null 2>&1 || true
   docker image rm "$image" >/dev/null 2>&1 || true
   if [ -n "$backend_pid" ]; then kill "$backend_pid" 2>/dev/null || true; fi
@@ -216,6 +224,58 @@ docker logs "$name" >"$work/pingap.log" 2>&1
 grep -q "shutting down gracefully" "$work/pingap.log" || fail "no graceful shutdown in the log"
 grep -q "shut down: every request finished" "$work/pingap.log" || fail "no drain in the log"
 say "docker stop: the request in flight completed, exit code 0, drained"
+
+# The systemd unit under a real systemd (252, Debian's), booted in a container: Type=notify
+# start, the status line, reloads applied and refused, the hardening (user, capability, a
+# read-only system but for /etc/pingap), and a drained stop.
+if ! docker image inspect "$systemd_base" >/dev/null 2>&1; then
+  say "making $systemd_base: $base with systemd"
+  printf 'FROM %s\nRUN apt-get update && apt-get install -y --no-install-recommends systemd systemd-sysv curl && rm -rf /var/lib/apt/lists/*\n' "$base" \
+    | docker build --network host -t "$systemd_base" - >"$work/systemd-build.log" 2>&1 \
+    || { cat "$work/systemd-build.log"; fail "building $systemd_base"; }
+fi
+say "booting systemd in $name-systemd"
+docker run -d --name "$name-systemd" --cap-add SYS_ADMIN --network host --tmpfs /run \
+  --tmpfs /run/lock -v /sys/fs/cgroup:/sys/fs/cgroup:ro "$systemd_base" /lib/systemd/systemd >/dev/null
+in_systemd() { docker exec "$name-systemd" "$@"; }
+booted() { in_systemd systemctl is-system-running 2>/dev/null | grep -Eq '^(running|degraded)$'; }
+until_ok 60 booted || fail "systemd did not boot: $(in_systemd systemctl is-system-running 2>&1)"
+docker cp "$binary" "$name-systemd:/usr/local/bin/pingap"
+docker cp docker/pingap.service "$name-systemd:/etc/systemd/system/pingap.service"
+unit_config() {
+  printf '[plugins.hello]\ntype = "mock"\nbody = "%s"\n[locations.hello]\nplugins = ["hello"]\n' "$1"
+  printf '[servers.main]\naddr = "127.0.0.1:%s"\nlocations = ["hello"]\n' "$proxy_port"
+}
+# The install steps of the unit's header.
+in_systemd sh -c 'useradd --system --home-dir /var/lib/pingap --shell /usr/sbin/nologin pingap &&
+  install -d -o pingap -g pingap -m 0750 /etc/pingap && systemctl daemon-reload'
+unit_config first | docker exec -i "$name-systemd" sh -c \
+  'cat > /etc/pingap/pingap.toml && chown pingap:pingap /etc/pingap/pingap.toml'
+# Returns once pingap said READY=1.
+in_systemd systemctl start pingap || fail "systemctl start: $(in_systemd journalctl -u pingap --no-pager | tail -20)"
+status_text() { in_systemd systemctl show -p StatusText --value pingap; }
+[ "$(status_text)" = "serving configuration generation 1" ] || fail "status: $(status_text)"
+curl -sf "$proxy/" | grep -qx first || fail "the service does not serve"
+main_pid=$(in_systemd systemctl show -p MainPID --value pingap)
+[ "$(in_systemd ps -o user= -p "$main_pid")" = pingap ] || fail "the service does not run as pingap"
+in_systemd grep -q '^CapEff:[[:space:]]*0000000000000400$' "/proc/$main_pid/status" \
+  || fail "the service's capabilities: $(in_systemd grep Cap "/proc/$main_pid/status")"
+in_systemd test -d /etc/pingap/pingap.toml.history || fail "no history in /etc/pingap (ReadWritePaths)"
+unit_config second | docker exec -i "$name-systemd" sh -c 'cat > /etc/pingap/pingap.toml'
+in_systemd systemctl reload pingap || fail "systemctl reload"
+until_ok 30 sh -c "curl -sf '$proxy/' | grep -qx second" || fail "the reload was not applied"
+[ "$(status_text)" = "serving configuration generation 2" ] || fail "status after the reload: $(status_text)"
+echo 'broken =' | docker exec -i "$name-systemd" sh -c 'cat >> /etc/pingap/pingap.toml'
+if in_systemd systemctl reload pingap 2>/dev/null; then fail "a broken configuration reloaded"; fi
+[ "$(in_systemd systemctl is-active pingap)" = active ] || fail "a refused reload stopped the service"
+curl -sf "$proxy/" | grep -qx second || fail "a refused reload changed what is served"
+in_systemd systemctl stop pingap
+[ "$(in_systemd systemctl show -p Result --value pingap)" = success ] \
+  || fail "stop: $(in_systemd systemctl show -p Result,ExecMainStatus pingap)"
+in_systemd journalctl -u pingap --no-pager | grep -q "shut down: every request finished" \
+  || fail "the stop did not drain"
+docker rm -f "$name-systemd" >/dev/null
+say "systemd: notify start, status, reload, refused reload, user pingap with CAP_NET_BIND_SERVICE, history under ProtectSystem=strict, drained stop"
 
 say "compose and Prometheus files"
 PINGAP_ADMIN_PASSWORD=x docker-compose -f docker/compose.yaml --profile etcd config -q \

@@ -75,7 +75,7 @@ impl SignalWatch {
 impl ShutdownSignalWatch for SignalWatch {
     async fn recv(&self) -> ShutdownSignal {
         // Pingora asks once it has started every service: the listeners were bound before.
-        systemd::started(&self.serving());
+        systemd::ready(&self.serving());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let signals = self.signals.lock().ok().and_then(|mut s| s.take());
         if let Some(mut signals) = signals {
@@ -116,7 +116,7 @@ impl ShutdownSignalWatch for SignalWatch {
                         controller.apply_and_log(Record::new("sighup"), false)
                     })
                     .await;
-                    systemd::reloaded(&self.serving());
+                    systemd::ready(&self.serving());
                 }
                 SIGUSR1 => {
                     tracing::info!("SIGUSR1: reopening the access logs");

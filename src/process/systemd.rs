@@ -7,24 +7,17 @@
 //! * `RELOADING=1` with `MONOTONIC_USEC` when a SIGHUP reload begins (systemd 253's
 //!   `Type=notify-reload` wants the clock reading; older versions ignore it), then `READY=1`
 //!   when it is over, applied or rejected;
-//! * `STOPPING=1` when SIGTERM or SIGINT starts the drain. A graceful upgrade sends none: the
-//!   service goes on in the new process.
+//! * `STOPPING=1` when SIGTERM or SIGINT starts the drain (not when SIGQUIT hands the listeners
+//!   over).
 //!
-//! Each `READY=1` at start also says `MAINPID=` this process: in a graceful upgrade (a listener
-//! change applied by a new process, or `pingap -u`), the new process becomes the service's main
-//! process before the old one exits, so systemd follows the hand-over instead of taking the old
-//! process's exit for the service's end. systemd accepts that message from a process other than
-//! the main one only with `NotifyAccess=all` (docker/pingap.service sets it).
+//! Under systemd pingap applies no change by a graceful upgrade (see [`super::upgrade`]): the
+//! service's main process stays the one systemd started.
 
 use sd_notify::NotifyState;
 
-/// Tells systemd this process serves, as the service's main process, and shows `status`.
-pub fn started(status: &str) {
-    send(&[
-        NotifyState::MainPid(std::process::id()),
-        NotifyState::Ready,
-        NotifyState::Status(status),
-    ]);
+/// Tells systemd the process serves, and shows `status`.
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// Tells systemd a reload begins.
@@ -38,11 +31,6 @@ pub fn reloading() {
         Err(e) => tracing::warn!("cannot read the monotonic clock for systemd: {e}"),
     }
     send(&states);
-}
-
-/// Tells systemd a reload is over, and shows `status`.
-pub fn reloaded(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// Tells systemd the process is stopping (draining).
