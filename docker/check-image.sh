@@ -12,14 +12,17 @@
 #     reloads applied and refused, the dedicated user and its capability, ProtectSystem=strict
 #     with /etc/pingap writable, a drained stop.
 # It also validates docker/compose.yaml (docker-compose config) and docker/prometheus.yml
-# (promtool), whose third-party images cannot be pulled here.
+# (promtool), and runs the compose stack with stand-ins for its third-party images, which
+# cannot be pulled here: the stack's pingap turns healthy, proxies to its backends, serves its
+# dashboard, Prometheus scrapes it, and the etcd profile's pingap serves from etcd.
 #
 #   docker/check-image.sh [BINARY]     (default target/release/pingap, from the repository root)
 #
 # BINARY is a path inside the repository that .dockerignore keeps in the build context. No
 # registry is reachable here, so the runtime base is made locally (debootstrap, then docker
 # import) unless RUNTIME_IMAGE names one that exists, and so is that base with systemd for the
-# unit (apt-get, from Debian's mirror); both images are kept for the next run. Without a docker daemon answering, the
+# unit, and the compose stand-ins (apt-get, from Debian's mirror); the images are kept for the
+# next run. Without a docker daemon answering, the
 # script starts dockerd as .ci/run's machines run it (host networking only) and stops it at the
 # end. Needs docker, debootstrap, docker-compose, promtool, curl and python3.
 set -euo pipefail
@@ -28,6 +31,9 @@ cd "$(dirname "$0")/.."
 binary=${1:-target/release/pingap}
 base=${RUNTIME_IMAGE:-local/debian:bookworm-slim}
 systemd_base=local/debian-systemd:bookworm
+standins=local/compose-standins:bookworm
+project=pingapcheck$$
+compose_up=""
 image=pingap:check
 name=pingap-check-$$
 volume=pingap-check-$$
@@ -50,6 +56,7 @@ fail() {
 }
 
 cleanup() {
+  if [ -n "$compose_up" ]; then compose down -v >/dev/null 2>&1 || true; fi
   docker rm -f "$name" "$name-systemd" >/dev/null 2>&1 || true
   docker volume rm "$volume" >/dev/null 2>&1 || true
   docker image rm "$image" >/dev/null 2>&1 || true
@@ -281,5 +288,64 @@ say "compose and Prometheus files"
 PINGAP_ADMIN_PASSWORD=x docker-compose -f docker/compose.yaml --profile etcd config -q \
   || fail "docker-compose config"
 promtool check config docker/prometheus.yml >/dev/null || fail "promtool check config"
+
+# The compose stack, run with stand-ins for the images no registry gives here: this image's
+# pingap answering for the whoami backends, and Debian's prometheus and etcd in place of
+# theirs (Grafana is left out). docker/compose.yaml is used as it is; an override file changes
+# only the images.
+if ! docker image inspect "$standins" >/dev/null 2>&1; then
+  say "making $standins: $base with Debian's prometheus and etcd"
+  printf 'FROM %s\nRUN apt-get update && apt-get install -y --no-install-recommends prometheus etcd-server etcd-client && rm -rf /var/lib/apt/lists/*\n' "$base" \
+    | docker build --network host -t "$standins" - >"$work/standins-build.log" 2>&1 \
+    || { cat "$work/standins-build.log"; fail "building $standins"; }
+fi
+printf '[servers.main]\naddr = "0.0.0.0:80"\nlocations = ["whoami"]\n[locations.whoami]\nplugins = ["whoami"]\n[plugins.whoami]\ntype = "mock"\nbody = "whoami stand-in"\n' \
+  >"$work/whoami.toml"
+chmod 0644 "$work/whoami.toml"
+cat >"$work/standins.yaml" <<YAML
+services:
+  pingap: {image: $image}
+  pingap-config: {image: $image}
+  pingap-etcd-config: {image: $image}
+  pingap-etcd: {image: $image}
+  whoami1: &whoami
+    image: $image
+    environment: {PINGAP_CONF: /standin/whoami.toml}
+    volumes: ["$work/whoami.toml:/standin/whoami.toml:ro"]
+  whoami2: *whoami
+  whoami3: *whoami
+  prometheus: {image: $standins, entrypoint: [/usr/bin/prometheus]}
+  etcd: {image: $standins}
+YAML
+compose() {
+  PINGAP_ADMIN_PASSWORD="$password" docker-compose -f docker/compose.yaml -f "$work/standins.yaml" \
+    -p "$project" --profile etcd "$@"
+}
+say "compose up (project $project): pingap, three backends, prometheus; etcd and a second pingap"
+compose_up=1
+compose up -d --no-build pingap prometheus pingap-etcd >"$work/compose.log" 2>&1 \
+  || { cat "$work/compose.log"; fail "docker-compose up"; }
+stack_pingap=$(compose ps -q pingap)
+stack_healthy() { test "$(docker inspect -f '{{.State.Health.Status}}' "$stack_pingap")" = healthy; }
+until_ok 90 stack_healthy || { compose logs pingap | tail -30; fail "the stack's pingap is not healthy"; }
+curl -sf -D "$work/stack.headers" http://127.0.0.1:8080/ | grep -q "whoami stand-in" \
+  || fail "the stack's pingap does not proxy to the backends"
+grep -qi '^x-request-id:' "$work/stack.headers" || fail "no X-Request-Id from the stack's request_id plugin"
+curl -sf http://127.0.0.1:9180/ | grep -q '<div id="root">' || fail "no dashboard on 127.0.0.1:9180"
+curl -sf -o /dev/null -H 'content-type: application/json' \
+  -d "{\"user\":\"admin\",\"password\":\"$password\"}" http://127.0.0.1:9180/api/login \
+  || fail "cannot sign in to the stack's dashboard"
+# Prometheus scrapes pingap over the stack's network and sees its three backends up.
+backends_up() {
+  curl -sf -G --data-urlencode 'query=sum(pingap_backend_up{instance="pingap:9100"})' \
+    http://127.0.0.1:9090/api/v1/query \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; sys.exit(0 if r and r[0]["value"][1] == "3" else 1)'
+}
+until_ok 60 backends_up || fail "Prometheus does not see pingap's three backends up"
+etcd_serves() { curl -sf http://127.0.0.1:8081/ | grep -q "whoami stand-in"; }
+until_ok 90 etcd_serves || { compose logs pingap-etcd-config pingap-etcd | tail -30; fail "the etcd profile's pingap does not serve"; }
+compose down -v >/dev/null 2>&1 || fail "docker-compose down"
+compose_up=""
+say "compose: healthy, proxies with request ids, dashboard, Prometheus scrapes it, etcd profile serves"
 
 echo "check-image: ok"
