@@ -62,7 +62,7 @@ async fn health_asks_the_admin_api_where_pingap_admin_addr_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_fails_on_an_error_status_a_refused_connection_or_silence() {
     let backend = Backend::start("b").await;
-    let mut pingap = Pingap::start(&format!(
+    let pingap = Pingap::start(&format!(
         "[basic]\nshutdown_delay = '60s'\n\
          [upstreams.api]\naddrs = ['{}']\n[locations.api]\nupstream = 'api'\n\
          [servers.main]\naddr = '127.0.0.1:0'\nlocations = ['api']\nhealth_path = '/healthz'\n",
