@@ -236,8 +236,9 @@ say "docker stop: the request in flight completed, exit code 0, drained"
 # start, the status line, reloads applied and refused, the hardening (user, capability, a
 # read-only system but for /etc/pingap), and a drained stop.
 if ! docker image inspect "$systemd_base" >/dev/null 2>&1; then
+  # procps: /bin/kill, which the unit's ExecReload runs (every Debian system has it; minbase not).
   say "making $systemd_base: $base with systemd"
-  printf 'FROM %s\nRUN apt-get update && apt-get install -y --no-install-recommends systemd systemd-sysv curl && rm -rf /var/lib/apt/lists/*\n' "$base" \
+  printf 'FROM %s\nRUN apt-get update && apt-get install -y --no-install-recommends systemd systemd-sysv procps curl && rm -rf /var/lib/apt/lists/*\n' "$base" \
     | docker build --network host -t "$systemd_base" - >"$work/systemd-build.log" 2>&1 \
     || { cat "$work/systemd-build.log"; fail "building $systemd_base"; }
 fi
@@ -264,7 +265,7 @@ status_text() { in_systemd systemctl show -p StatusText --value pingap; }
 [ "$(status_text)" = "serving configuration generation 1" ] || fail "status: $(status_text)"
 curl -sf "$proxy/" | grep -qx first || fail "the service does not serve"
 main_pid=$(in_systemd systemctl show -p MainPID --value pingap)
-[ "$(in_systemd ps -o user= -p "$main_pid")" = pingap ] || fail "the service does not run as pingap"
+[ "$(in_systemd stat -c %U "/proc/$main_pid")" = pingap ] || fail "the service does not run as pingap"
 in_systemd grep -q '^CapEff:[[:space:]]*0000000000000400$' "/proc/$main_pid/status" \
   || fail "the service's capabilities: $(in_systemd grep Cap "/proc/$main_pid/status")"
 in_systemd test -d /etc/pingap/pingap.toml.history || fail "no history in /etc/pingap (ReadWritePaths)"
