@@ -1,9 +1,12 @@
-//! The `pingap` subcommands of the configuration lifecycle: `plan`, `history`, `diff`,
-//! `rollback`, `import`, `export`. Each is a thin layer over [`pingap::control`], which the running process and the
-//! admin API use too.
+//! The `pingap` subcommands besides running the proxy: those of the configuration lifecycle
+//! (`plan`, `history`, `diff`, `rollback`, `import`, `export`), each a thin layer over
+//! [`pingap::control`], which the running process and the admin API use too; the admin API's
+//! helpers (`hash-password`, `new-token`, `openapi`); and `health`, which asks a running pingap.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use pingap::config::Source;
 use pingap::control::{self, Changes, History};
@@ -252,4 +255,88 @@ pub fn openapi() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `pingap health [--url URL]`: GETs `url` (default [`default_health_url`]); exit 0 on a 2xx
+/// answer, 1 on any other answer, a refused connection or no answer within `timeout`.
+pub fn health(url: Option<&str>, timeout: Duration) -> ExitCode {
+    let url = match url {
+        Some(url) => url.to_string(),
+        None => match default_health_url() {
+            Ok(url) => url,
+            Err(e) => return fail(format!("health: {e}")),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("health: {e}")),
+    };
+    match runtime.block_on(async { tokio::time::timeout(timeout, probe(&url)).await }) {
+        Ok(Ok(status)) if status.is_success() => {
+            println!("{url}: {status}");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(status)) => fail(format!("health: {url}: {status}")),
+        Ok(Err(e)) => fail(format!("health: {url}: {e}")),
+        Err(_) => fail(format!(
+            "health: {url}: no answer within {}s",
+            timeout.as_secs_f64()
+        )),
+    }
+}
+
+/// The admin API's `/health` on `PINGAP_ADMIN_ADDR` (or the admin API's default address); an
+/// unspecified address (`0.0.0.0`, `[::]`) is asked on loopback.
+fn default_health_url() -> Result<String, String> {
+    use pingap::runtime::compile::{ADMIN_ADDR_ENV, DEFAULT_ADMIN_ADDR};
+    let text = std::env::var(ADMIN_ADDR_ENV)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| DEFAULT_ADMIN_ADDR.to_string());
+    let addr = pingap::config::validate::parse_listen_addr(&text)
+        .map_err(|e| format!("{ADMIN_ADDR_ENV}: {e}"))?;
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Ok(format!(
+        "http://{}/health",
+        SocketAddr::new(ip, addr.port())
+    ))
+}
+
+/// One GET of `url` (plain HTTP/1.1); its status.
+async fn probe(url: &str) -> Result<http::StatusCode, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("only http:// URLs can be asked".to_string());
+    }
+    let authority = uri.authority().ok_or("the URL has no host")?.clone();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let stream = tokio::net::TcpStream::connect((host, authority.port_u16().unwrap_or(80)))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = http::Request::get(path)
+        .header(http::header::HOST, authority.as_str())
+        .header(http::header::USER_AGENT, "pingap-health")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response.status())
 }

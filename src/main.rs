@@ -12,6 +12,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use pingap::config::Source;
@@ -126,10 +127,27 @@ enum Command {
     },
     /// Print the admin API's OpenAPI document.
     Openapi,
+    /// Ask a running pingap whether it is up: GET the URL, exit 0 on a 2xx answer and 1 otherwise
+    /// (a container's HEALTHCHECK; no curl needed). By default the admin API's `/health` on
+    /// PINGAP_ADMIN_ADDR (an address such as 0.0.0.0 is asked on loopback), else on
+    /// 127.0.0.1:9180; the admin API must be enabled for it.
+    Health {
+        /// The URL to ask instead (plain http), e.g. a server's `health_path`, which answers 503
+        /// while pingap drains.
+        #[arg(long, env = "PINGAP_HEALTH_URL", value_name = "URL")]
+        url: Option<String>,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Asks another process: the configuration is not read.
+    if let Some(Command::Health { url, timeout }) = &cli.command {
+        return commands::health(url.as_deref(), Duration::from_secs(*timeout));
+    }
     let source = match cli.conf.as_deref().map(Source::open) {
         None => Source::Embedded,
         Some(Ok(source)) => source,
@@ -152,6 +170,10 @@ fn main() -> ExitCode {
         Some(Command::HashPassword) => return commands::hash_password(),
         Some(Command::NewToken { name }) => return commands::new_token(&name),
         Some(Command::Openapi) => return commands::openapi(),
+        // Answered before the configuration was opened.
+        Some(Command::Health { url, timeout }) => {
+            return commands::health(url.as_deref(), Duration::from_secs(timeout));
+        }
         Some(Command::Explain {
             request,
             headers,

@@ -1,5 +1,5 @@
 //! The process around Pingora's `Server`: listeners bound up front, one proxy service per
-//! server, signal handling and reload, graceful drain.
+//! server, signal handling and reload, graceful drain, and systemd's readiness notifications.
 
 mod acme_tasks;
 mod admin_service;
@@ -9,6 +9,7 @@ mod linger;
 pub mod listeners;
 mod metrics_endpoint;
 mod signals;
+mod systemd;
 mod upgrade;
 mod upstream_tasks;
 

@@ -10,6 +10,9 @@
 //! The handlers are registered when the process starts, before it reports that it listens, so a
 //! signal sent right after that is never lost; they are read once Pingora runs (after it has
 //! daemonized, if it does).
+//!
+//! Under systemd the watch also reports the service's state ([`super::systemd`]): ready when it
+//! starts, reloading around a SIGHUP, stopping when the drain begins.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +22,7 @@ use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
+use super::systemd;
 use crate::control::{Controller, Record};
 use crate::proxy::InFlight;
 
@@ -57,9 +61,21 @@ impl SignalWatch {
     }
 }
 
+impl SignalWatch {
+    /// What the process serves, for systemd's status line.
+    fn serving(&self) -> String {
+        format!(
+            "serving configuration generation {}",
+            self.controller.runtime().load().generation
+        )
+    }
+}
+
 #[async_trait]
 impl ShutdownSignalWatch for SignalWatch {
     async fn recv(&self) -> ShutdownSignal {
+        // Pingora asks once it has started every service: the listeners were bound before.
+        systemd::ready(&self.serving());
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let signals = self.signals.lock().ok().and_then(|mut s| s.take());
         if let Some(mut signals) = signals {
@@ -93,12 +109,14 @@ impl ShutdownSignalWatch for SignalWatch {
             match signal {
                 SIGHUP => {
                     tracing::info!("SIGHUP: applying the configuration");
+                    systemd::reloading();
                     let controller = self.controller.clone();
                     // The apply reads files (or etcd) and compiles: off the async threads.
                     let _ = tokio::task::spawn_blocking(move || {
                         controller.apply_and_log(Record::new("sighup"), false)
                     })
                     .await;
+                    systemd::ready(&self.serving());
                 }
                 SIGUSR1 => {
                     tracing::info!("SIGUSR1: reopening the access logs");
@@ -111,6 +129,7 @@ impl ShutdownSignalWatch for SignalWatch {
                     return ShutdownSignal::GracefulUpgrade;
                 }
                 _ => {
+                    systemd::stopping();
                     self.in_flight.start_draining();
                     if !self.shutdown_delay.is_zero() {
                         tracing::info!(

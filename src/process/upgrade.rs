@@ -7,6 +7,13 @@
 //! Before anything starts, the addresses the new configuration adds are bound once to check they
 //! are free: a new process that could not listen would fail after the old one stopped
 //! accepting.
+//!
+//! A supervised process does not upgrade itself, because its supervisor follows the old process:
+//! the container's main process (pid 1), whose exit ends the container, new process included;
+//! and a systemd service, where the new process is not systemd's child, so that systemd does not
+//! wait for it on stop but kills it without a drain (whatever `MAINPID=` says). The change is
+//! rejected with a message saying to restart the container or the service, and the running
+//! configuration stays.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,6 +40,9 @@ pub const ADMIN: &str = "[admin]";
 /// `handover` tells the signal watch to hand the listeners over.
 pub fn hook(bound: Vec<(String, SocketAddr)>, handover: UnboundedSender<()>) -> UpgradeHook {
     Box::new(move |request: &UpgradeRequest| {
+        if let Some(supervised) = supervised() {
+            return Err(supervised.to_string());
+        }
         for addr in &request.listeners {
             let held = bound
                 .iter()
@@ -52,6 +62,25 @@ pub fn hook(bound: Vec<(String, SocketAddr)>, handover: UnboundedSender<()>) -> 
             .send(())
             .map_err(|_| "the process is shutting down already".to_string())
     })
+}
+
+/// Why this process's supervisor would not follow a graceful upgrade, if it would not.
+fn supervised() -> Option<&'static str> {
+    if std::process::id() == 1 {
+        return Some(
+            "pingap is the container's main process (pid 1), which a graceful upgrade would end: restart the container to apply it",
+        );
+    }
+    // systemd sets INVOCATION_ID for every service, NOTIFY_SOCKET for Type=notify ones.
+    if ["INVOCATION_ID", "NOTIFY_SOCKET"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+    {
+        return Some(
+            "pingap runs as a systemd service, which would not follow the new process of a graceful upgrade: restart the service to apply it",
+        );
+    }
+    None
 }
 
 /// Starts `pingap -u` with this process's arguments and waits until it listens on

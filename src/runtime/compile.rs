@@ -6,6 +6,8 @@
 
 mod admin;
 
+pub use admin::{ADMIN_ADDR_ENV, DEFAULT_ADMIN_ADDR};
+
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};

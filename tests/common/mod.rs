@@ -236,11 +236,14 @@ impl Drop for Pingap {
     }
 }
 
-/// A `pingap` command with a clean environment (no `RUST_LOG` or `PINGAP_*` from the caller).
+/// A `pingap` command with a clean environment (no `RUST_LOG` or `PINGAP_*` from the caller, nor
+/// the variables that tell pingap it runs as a systemd service).
 pub fn command() -> Command {
     let mut command = Command::new(binary());
     for (name, _) in std::env::vars() {
-        if name.starts_with("PINGAP_") || name == "RUST_LOG" {
+        if name.starts_with("PINGAP_")
+            || ["RUST_LOG", "NOTIFY_SOCKET", "INVOCATION_ID"].contains(&name.as_str())
+        {
             command.env_remove(name);
         }
     }
