@@ -2,6 +2,7 @@ import { Alert, Badge, Code, Collapse, Group, List, Paper, Stack, Table, Text, U
 import { useDisclosure } from '@mantine/hooks';
 import type { PlanView } from '../api/client';
 import { CHANGE_COLOR, CHANGE_SIGN, IMPACT_COLOR, IMPACT_LABEL, isEmptyPlan, planSummary } from '../lib/plan';
+import { ColumnHeads } from './ColumnHeads';
 
 function Value({ v, side }: { v: string | null | undefined; side: 'before' | 'after' }) {
   if (v === null || v === undefined) {
@@ -52,13 +53,7 @@ export function PlanDisplay({ plan }: { plan: PlanView }) {
           {e.keys.length > 0 && (
             <Table.ScrollContainer minWidth={360}>
               <Table withRowBorders={false} verticalSpacing={4} aria-label={`Keys of ${e.entity} that change`}>
-                <Table.Thead>
-                  <Table.Tr>
-                    <Table.Th scope="col">Key</Table.Th>
-                    <Table.Th scope="col">Before</Table.Th>
-                    <Table.Th scope="col">After</Table.Th>
-                  </Table.Tr>
-                </Table.Thead>
+                <ColumnHeads columns={['Key', 'Before', 'After']} />
                 <Table.Tbody>
                   {e.keys.map((k) => (
                     <Table.Tr key={k.key}>

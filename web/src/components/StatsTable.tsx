@@ -1,6 +1,7 @@
 import { Table, Text, UnstyledButton } from '@mantine/core';
 import type { SeriesStats } from '../api/client';
 import { formatMs, formatRate, formatRatio, type Group, type Window } from '../lib/stats';
+import { ColumnHeads, numeric } from './ColumnHeads';
 
 interface Props {
   group: Group;
@@ -18,19 +19,17 @@ export function StatsTable({ group, caption, series, window, focus, onFocus }: P
     <Table.ScrollContainer minWidth={460}>
       <Table striped highlightOnHover captionSide="top" aria-label={caption}>
         <Table.Caption>{caption}</Table.Caption>
-        <Table.Thead>
-          <Table.Tr>
-            <Table.Th scope="col">Name</Table.Th>
-            <Table.Th scope="col" ta="right">
-              <abbr title="Requests per second">Req/s</abbr>
-            </Table.Th>
-            <Table.Th scope="col" ta="right">p50</Table.Th>
-            <Table.Th scope="col" ta="right">p95</Table.Th>
-            <Table.Th scope="col" ta="right">p99</Table.Th>
-            <Table.Th scope="col" ta="right">4xx</Table.Th>
-            <Table.Th scope="col" ta="right">5xx</Table.Th>
-          </Table.Tr>
-        </Table.Thead>
+        <ColumnHeads
+          columns={[
+            'Name',
+            { key: 'req/s', label: <abbr title="Requests per second">Req/s</abbr>, numeric: true },
+            numeric('p50'),
+            numeric('p95'),
+            numeric('p99'),
+            numeric('4xx'),
+            numeric('5xx'),
+          ]}
+        />
         <Table.Tbody>
           {series.length === 0 && (
             <Table.Tr>

@@ -5,6 +5,7 @@ import { formatDateTime, relativeTime } from '../lib/time';
 import { useLoad } from '../lib/useLoad';
 import { useNow } from '../lib/useNow';
 import { PageTitle } from '../components/PageTitle';
+import { ColumnHeads } from '../components/ColumnHeads';
 
 function Acme({ c, now }: { c: CertificateSummary }  & { now: number }) {
   const acme = asAcmeStatus(c.acme);
@@ -62,17 +63,7 @@ export function Certificates() {
       {data !== undefined && data.length > 0 && (
         <Table.ScrollContainer minWidth={900}>
           <Table striped aria-label="Certificates served">
-            <Table.Thead>
-              <Table.Tr>
-                <Table.Th scope="col">Name</Table.Th>
-                <Table.Th scope="col">Domains</Table.Th>
-                <Table.Th scope="col">Issuer</Table.Th>
-                <Table.Th scope="col">Expires</Table.Th>
-                <Table.Th scope="col">Source</Table.Th>
-                <Table.Th scope="col">OCSP</Table.Th>
-                <Table.Th scope="col">ACME</Table.Th>
-              </Table.Tr>
-            </Table.Thead>
+            <ColumnHeads columns={['Name', 'Domains', 'Issuer', 'Expires', 'Source', 'OCSP', 'ACME']} />
             <Table.Tbody>
               {data.map((c) => {
                 const pending = c.issuer === '' && c.source === 'acme';

@@ -3,6 +3,7 @@ import { Alert, Badge, Button, Code, Group, Paper, Select, Stack, Table, Text, T
 import { useForm } from '@mantine/form';
 import { api, errorText, get } from '../api/client';
 import { PageTitle } from '../components/PageTitle';
+import { ColumnHeads } from '../components/ColumnHeads';
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
@@ -140,14 +141,7 @@ export function Explain() {
           </Title>
           <Table.ScrollContainer minWidth={480}>
             <Table striped aria-label="Locations tried, in order">
-              <Table.Thead>
-                <Table.Tr>
-                  <Table.Th scope="col">#</Table.Th>
-                  <Table.Th scope="col">Location</Table.Th>
-                  <Table.Th scope="col">Result</Table.Th>
-                  <Table.Th scope="col">Why not</Table.Th>
-                </Table.Tr>
-              </Table.Thead>
+              <ColumnHeads columns={['#', 'Location', 'Result', 'Why not']} />
               <Table.Tbody>
                 {report.candidates.map((c, i) => (
                   <Table.Tr key={c.location} data-testid={`candidate-${c.location}`}>

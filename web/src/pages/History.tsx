@@ -10,6 +10,7 @@ import { PageTitle } from '../components/PageTitle';
 import { PlanDisplay } from '../components/PlanDisplay';
 import { PlanModal, type PendingChange } from '../components/PlanModal';
 import { TextDiff } from '../components/TextDiff';
+import { ColumnHeads } from '../components/ColumnHeads';
 
 interface DiffResult {
   from: number;
@@ -110,19 +111,17 @@ export function History() {
         {history.loading && history.data === undefined && <Loader aria-label="Loading the history" />}
         <Table.ScrollContainer minWidth={760}>
           <Table striped aria-label="Versions, newest first">
-            <Table.Thead>
-              <Table.Tr>
-                <Table.Th scope="col">Version</Table.Th>
-                <Table.Th scope="col">When</Table.Th>
-                <Table.Th scope="col">Trigger</Table.Th>
-                <Table.Th scope="col">Who</Table.Th>
-                <Table.Th scope="col">Note</Table.Th>
-                <Table.Th scope="col">Digest</Table.Th>
-                <Table.Th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </Table.Th>
-              </Table.Tr>
-            </Table.Thead>
+            <ColumnHeads
+              columns={[
+                'Version',
+                'When',
+                'Trigger',
+                'Who',
+                'Note',
+                'Digest',
+                { key: 'actions', label: <span className="visually-hidden">Actions</span> },
+              ]}
+            />
             <Table.Tbody>
               {versions.map((v) => {
                 const at = Date.parse(v.time);

@@ -6,6 +6,7 @@ import { formatMs } from '../lib/stats';
 import { useEventSource } from '../lib/useEventSource';
 import { useLoad } from '../lib/useLoad';
 import { PageTitle } from '../components/PageTitle';
+import { ColumnHeads, numeric } from '../components/ColumnHeads';
 
 const MAX_LINES = 500;
 const FLUSH_MS = 250;
@@ -145,18 +146,18 @@ export function Logs() {
       </Text>
       <Table.ScrollContainer minWidth={900}>
         <Table striped className="log-table" verticalSpacing={4} fz="sm" aria-label="Access log, newest first">
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th scope="col">Time (UTC)</Table.Th>
-              <Table.Th scope="col">Status</Table.Th>
-              <Table.Th scope="col">Request</Table.Th>
-              <Table.Th scope="col">Location</Table.Th>
-              <Table.Th scope="col">Upstream</Table.Th>
-              <Table.Th scope="col" ta="right">Latency</Table.Th>
-              <Table.Th scope="col" ta="right">Bytes</Table.Th>
-              <Table.Th scope="col">Client</Table.Th>
-            </Table.Tr>
-          </Table.Thead>
+          <ColumnHeads
+            columns={[
+              'Time (UTC)',
+              'Status',
+              'Request',
+              'Location',
+              'Upstream',
+              numeric('Latency'),
+              numeric('Bytes'),
+              'Client',
+            ]}
+          />
           <Table.Tbody>
             {lines.length === 0 && (
               <Table.Tr>

@@ -4,6 +4,7 @@ import { useLoad } from '../lib/useLoad';
 import { useNow } from '../lib/useNow';
 import { formatDateTime, relativeTime } from '../lib/time';
 import { PageTitle } from '../components/PageTitle';
+import { ColumnHeads, numeric } from '../components/ColumnHeads';
 
 const POLL_MS = 1000;
 
@@ -96,17 +97,17 @@ export function Upstreams() {
               </Group>
               <Table.ScrollContainer minWidth={720}>
                 <Table aria-label={`Backends of ${u.name}`}>
-                  <Table.Thead>
-                    <Table.Tr>
-                      <Table.Th scope="col">Backend</Table.Th>
-                      <Table.Th scope="col">State</Table.Th>
-                      <Table.Th scope="col">Health</Table.Th>
-                      <Table.Th scope="col">Circuit</Table.Th>
-                      <Table.Th scope="col" ta="right">In flight</Table.Th>
-                      <Table.Th scope="col" ta="right">Weight</Table.Th>
-                      <Table.Th scope="col">Last check</Table.Th>
-                    </Table.Tr>
-                  </Table.Thead>
+                  <ColumnHeads
+                    columns={[
+                      'Backend',
+                      'State',
+                      'Health',
+                      'Circuit',
+                      numeric('In flight'),
+                      numeric('Weight'),
+                      'Last check',
+                    ]}
+                  />
                   <Table.Tbody>
                     {u.backends.map((b) => (
                       <BackendRow key={b.addr} b={b} now={now} />
