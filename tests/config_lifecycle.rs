@@ -340,6 +340,42 @@ async fn without_a_watch_a_saved_file_waits_for_sighup() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_logs_only_the_warnings_it_brings() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let spare = |name: &str| format!("[upstreams.{name}]\naddrs = ['{}']\n", b.addr);
+    let with_spare = format!("{}{}", proxy_config(&[&a], ""), spare("spare"));
+    let pingap = Pingap::start(&with_spare);
+    let path = pingap.config_path();
+    let unused = "upstreams.spare is not used by any location";
+    wait_line(&pingap, &[unused]).await;
+
+    // Another backend, the same warning: it is not logged again, only counted.
+    save(
+        &path,
+        &format!("{}{}", proxy_config(&[&b], ""), spare("spare")),
+    );
+    pingap.signal(Signal::SIGHUP);
+    wait_line(&pingap, &[APPLIED, "(sighup)"]).await;
+    wait_line(&pingap, &["1 earlier configuration warning(s) still apply"]).await;
+    assert_eq!(pingap.output.count(unused), 1, "{}", pingap.output.text());
+
+    // A change that brings a warning logs it.
+    save(
+        &path,
+        &format!(
+            "{}{}{}",
+            proxy_config(&[&b], ""),
+            spare("spare"),
+            spare("extra")
+        ),
+    );
+    pingap.signal(Signal::SIGHUP);
+    wait_count(&pingap.output, "(sighup)", 2).await;
+    wait_line(&pingap, &["upstreams.extra is not used by any location"]).await;
+    assert_eq!(pingap.output.count(unused), 1, "{}", pingap.output.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_lists_each_applied_version_in_private_files_beside_the_config() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let pingap = Pingap::start_with(&proxy_config(&[&a], ""), &["--watch"], &[]);

@@ -636,8 +636,17 @@ impl Controller {
                 version,
             });
         }
-        for warning in &compiled.warnings {
+        // The start logged every warning; an apply logs the new ones (the rest is noise at every
+        // reload, and `pingap -t` lists them all).
+        for warning in &changes.new_warnings {
             tracing::warn!("{warning}");
+        }
+        let still =
+            compiled.warnings.len() - changes.new_warnings.len().min(compiled.warnings.len());
+        if still > 0 {
+            tracing::info!(
+                "{still} earlier configuration warning(s) still apply (pingap -t lists them)"
+            );
         }
         let previous = (running.snapshot.clone(), running.version);
         let is_rollback = record.trigger.contains("rollback");
