@@ -144,6 +144,9 @@ impl Pingap {
 
     /// Starts the process without waiting for it to be ready (see [`Pingap::wait_started`]).
     pub fn launch(mut command: Command, dir: tempfile::TempDir) -> Pingap {
+        // Its own process group, which a process it starts for a graceful upgrade joins: the
+        // drop stops them all, so no test leaves a successor running.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn pingap");
         let output = Output::default();
@@ -228,6 +231,8 @@ impl Pingap {
 
 impl Drop for Pingap {
     fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
