@@ -417,3 +417,35 @@ fn finish_rotation(path: &Path, moved: &Path, gzip: bool, keep: Option<usize>) {
         tracing::error!(log = %path.display(), "cannot delete old access logs: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_lines_are_in_the_file_and_their_buffers_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let sink = Sink::open(Target::File(path.clone()), Rotation::default()).unwrap();
+        // A buffer of a capacity no new one has, to recognise it when it comes back.
+        let mut line = String::with_capacity(1000);
+        line.push_str("GET / 200\n");
+        sink.send(line);
+        let mut second = sink.buffer();
+        second.push_str("GET /b 404\n");
+        sink.send(second);
+        flush_all([&sink], Duration::from_secs(10));
+
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "GET / 200\nGET /b 404\n"
+        );
+        let recycled: Vec<String> = (0..2).map(|_| sink.buffer()).collect();
+        assert!(recycled.iter().all(String::is_empty));
+        assert!(
+            recycled.iter().any(|b| b.capacity() == 1000),
+            "the written buffer was not handed back: {:?}",
+            recycled.iter().map(String::capacity).collect::<Vec<_>>()
+        );
+    }
+}
