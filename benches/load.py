@@ -14,6 +14,17 @@ peak RSS, then the ratios pingap/nginx. One HTTP/1.1 mode pipelines: wrk (with a
 writes 10 requests at a time on each connection, and every response must come back. The last
 part opens 10,000 idle keep-alive connections to each proxy and reports RSS and whether requests
 still succeed.
+
+Options for focused runs (each still side by side in one run, interleaved):
+
+    --modes small,16k,h2c      only these parts (small, 16k, pipelined, h2c, plugins, log, idle)
+    --baseline PATH            also run another pingap binary (e.g. a copy of the build before a
+                               change) in the same rounds, and print after/before ratios
+    --profile                  `perf record -e cpu-clock -g` each proxy under the same wrk load
+                               (small body; `--profile-path /16k`) and print its kernel/user split
+                               in µs per request and the top user-space symbols
+    log (a mode)               pingap with an access log (combined, to a file) against pingap
+                               without one, on the same core
 """
 
 import argparse
@@ -200,48 +211,12 @@ def write(path, text):
         f.write(text)
 
 
-def start_all(work):
-    backend_port, nginx_port, nginx_h2_port, pingap_port = (free_port() for _ in range(4))
-    os.makedirs(f"{work}/www")
-    write(f"{work}/www/16k.txt", "x" * 16383 + "\n")
-    os.chmod(f"{work}/www", 0o755)
-    os.chmod(f"{work}/www/16k.txt", 0o644)
-    write(
-        f"{work}/backend.conf",
-        f"""worker_processes 1; daemon off; pid {work}/backend.pid; error_log {work}/backend.err;
-events {{ worker_connections 30000; }}
-http {{
-  access_log off; keepalive_requests 1000000;
-  server {{
-    listen 127.0.0.1:{backend_port} reuseport backlog=4096;
-    location = /small {{ default_type text/plain; return 200 "ok\\n"; }}
-    location = /16k {{ default_type text/plain; alias {work}/www/16k.txt; }}
-  }}
-}}
-""",
-    )
-    write(
-        f"{work}/nginx.conf",
-        f"""worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
-worker_rlimit_nofile 30000;
-events {{ worker_connections 25000; }}
-http {{
-  access_log off; keepalive_requests 1000000;
-  upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{nginx_port} backlog=4096;
-    listen 127.0.0.1:{nginx_h2_port} http2;
-    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
-}}
-""",
-    )
-    write(
-        f"{work}/pingap.toml",
-        f"""[basic]
+def pingap_config(work, backend_port, port, access_log=None):
+    log = f'access_log = "{access_log}"\naccess_log_format = "combined"\n' if access_log else ""
+    return f"""[basic]
 threads = 1
 log_level = "warn"
-upgrade_sock = "{work}/upgrade.sock"
+upgrade_sock = "{work}/upgrade-{port}.sock"
 
 [upstreams.backend]
 addrs = ["127.0.0.1:{backend_port}"]
@@ -276,25 +251,66 @@ rate = "10000000/s"
 burst = 10000000
 
 [servers.main]
-addr = "127.0.0.1:{pingap_port}"
+addr = "127.0.0.1:{port}"
 h2c = true
 locations = ["plain", "chain"]
+{log}"""
+
+
+def start_all(work, pingaps):
+    """Starts the backend, nginx and one pingap per entry of `pingaps` (name → (binary,
+    access log path or None)); returns the ports by name, the processes and the proxies."""
+    backend_port, nginx_port, nginx_h2_port = (free_port() for _ in range(3))
+    os.makedirs(f"{work}/www")
+    write(f"{work}/www/16k.txt", "x" * 16383 + "\n")
+    os.chmod(f"{work}/www", 0o755)
+    os.chmod(f"{work}/www/16k.txt", 0o644)
+    write(
+        f"{work}/backend.conf",
+        f"""worker_processes 1; daemon off; pid {work}/backend.pid; error_log {work}/backend.err;
+events {{ worker_connections 30000; }}
+http {{
+  access_log off; keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{backend_port} reuseport backlog=4096;
+    location = /small {{ default_type text/plain; return 200 "ok\\n"; }}
+    location = /16k {{ default_type text/plain; alias {work}/www/16k.txt; }}
+  }}
+}}
+""",
+    )
+    write(
+        f"{work}/nginx.conf",
+        f"""worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+worker_rlimit_nofile 30000;
+events {{ worker_connections 25000; }}
+http {{
+  access_log off; keepalive_requests 1000000;
+  upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{nginx_port} backlog=4096;
+    listen 127.0.0.1:{nginx_h2_port} http2;
+    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
 """,
     )
     log = open(f"{work}/processes.log", "w")
     backend = spawn(LOAD_CPU, ["nginx", "-c", f"{work}/backend.conf", "-p", work], log)
     nginx = spawn(PROXY_CPU, ["nginx", "-c", f"{work}/nginx.conf", "-p", work], log)
-    pingap = spawn(PROXY_CPU, [f"{ROOT}/target/release/pingap", "-c", f"{work}/pingap.toml"], log)
-    for port in (backend_port, nginx_port, nginx_h2_port, pingap_port):
+    ports = {"backend": backend_port, "nginx": nginx_port, "nginx_h2": nginx_h2_port}
+    processes, proxies = [backend, nginx], {"nginx": Proxy("nginx", nginx.pid)}
+    for name, (binary, access_log) in pingaps.items():
+        port = free_port()
+        write(f"{work}/{name}.toml", pingap_config(work, backend_port, port, access_log))
+        process = spawn(PROXY_CPU, [binary, "-c", f"{work}/{name}.toml"], log)
+        processes.append(process)
+        proxies[name] = Proxy(name, process.pid)
+        ports[name] = port
+    for port in ports.values():
         wait_port(port)
     time.sleep(0.5)
-    ports = {
-        "backend": backend_port,
-        "nginx": nginx_port,
-        "nginx_h2": nginx_h2_port,
-        "pingap": pingap_port,
-    }
-    return ports, [backend, nginx, pingap], Proxy("nginx", nginx.pid), Proxy("pingap", pingap.pid)
+    return ports, processes, proxies
 
 
 def median(results, key):
@@ -334,22 +350,26 @@ def ratios(label, ours, theirs):
     )
 
 
-def side_by_side(title, rounds, pingap, nginx, ours, theirs, direct=None):
-    """Alternating rounds of `ours` on pingap and `theirs` on nginx (and `direct`, the ceiling
-    without a proxy); prints the medians and the ratios."""
-    direct_results, our_results, their_results = [], [], []
+def side_by_side(title, rounds, contenders, direct=None, reference="nginx"):
+    """Alternating rounds of each contender (name, Proxy, run) and of `direct` (the ceiling
+    without a proxy); prints the medians and the ratios of each contender to `reference` (and
+    of pingap to pingap-before when both ran)."""
+    direct_results = []
+    results = {name: [] for name, _, _ in contenders}
     for _ in range(rounds):
         if direct:
             direct_results.append(direct())
-        our_results.append(pingap.measure(ours))
-        their_results.append(nginx.measure(theirs))
+        for name, proxy, run in contenders:
+            results[name].append(proxy.measure(run))
     rows = [("no proxy (ceiling)", direct_results, None)] if direct else []
-    rows += [
-        ("nginx", their_results, memory_mib(nginx.pid, "VmHWM")),
-        ("pingap", our_results, memory_mib(pingap.pid, "VmHWM")),
-    ]
+    rows += [(name, results[name], memory_mib(proxy.pid, "VmHWM")) for name, proxy, _ in contenders]
     table(title, rows)
-    ratios("pingap/nginx", our_results, their_results)
+    for name, _, _ in contenders:
+        if name != reference:
+            ratios(f"{name}/{reference}", results[name], results[reference])
+    if "pingap" in results and "pingap-before" in results:
+        ratios("pingap/pingap-before", results["pingap"], results["pingap-before"])
+    return results
 
 
 def idle_connections(port, count, check_url):
@@ -374,30 +394,130 @@ def idle_connections(port, count, check_url):
     return sockets, answered, check
 
 
+def perf_report(data, *extra):
+    out = subprocess.run(
+        ["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none", "--percent-limit",
+         "0", *extra],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = []
+    for line in out.splitlines():
+        match = re.match(r"\s*([\d.]+)%\s+(.*)$", line)
+        if match:
+            rows.append((float(match.group(1)), match.group(2).rstrip()))
+    return rows
+
+
+KERNEL_DSOS = ("[kernel.kallsyms]", "[kernel.vmlinux]", "[vdso]")
+
+
+def symbol_group(sym):
+    """The library a `perf report --sort dso,sym` row belongs to: the crate of a Rust symbol,
+    jemalloc, or the shared object."""
+    dso, _, name = sym.partition(" ")
+    name = name.split("]", 1)[-1].strip()
+    if not dso.startswith(("pingap", "nginx")):
+        return dso
+    if name.startswith(("_rjem", "je_")):
+        return "jemalloc"
+    match = re.match(r"[<&\s]*(?:dyn )?([A-Za-z_][A-Za-z0-9_]*)::", name)
+    return match.group(1) if match else f"{dso} (other)"
+
+
+def profile(name, proxy, run, work, top):
+    """Records the proxy's whole process tree with perf while `run` loads it, and prints its
+    kernel/user split per request and its top user-space symbols."""
+    data = f"{work}/perf-{name}.data"
+    recorder = subprocess.Popen(
+        ["perf", "record", "-q", "-e", "cpu-clock", "-g", "-o", data,
+         "-p", ",".join(str(p) for p in tree(proxy.pid))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    result = proxy.measure(run)
+    recorder.send_signal(2)
+    recorder.wait(timeout=60)
+    cpu_us = result["cpu_us"]
+    by_dso = perf_report(data, "--sort", "dso")
+    kernel = sum(share for share, dso in by_dso if dso in KERNEL_DSOS[:2])
+    user = 100.0 - kernel
+    print(f"\n#### {name}: {result['rps']:,.0f} req/s, {cpu_us:.1f} µs CPU per request\n")
+    print(f"kernel {kernel:.1f}% = {cpu_us * kernel / 100:.2f} µs/req, "
+          f"user space {user:.1f}% = {cpu_us * user / 100:.2f} µs/req\n")
+    print("| share | µs/req | object |")
+    print("|---|---|---|")
+    for share, dso in by_dso[:8]:
+        print(f"| {share:.1f}% | {cpu_us * share / 100:.2f} | {dso} |")
+    symbols = [
+        (share, sym) for share, sym in perf_report(data, "--sort", "dso,sym")
+        if not sym.startswith(KERNEL_DSOS[:2])
+    ]
+    groups = {}
+    for share, sym in symbols:
+        group = symbol_group(sym)
+        groups[group] = groups.get(group, 0.0) + share
+    print("\nUser space by library (crate of the symbol):\n")
+    print("| share | µs/req | library |")
+    print("|---|---|---|")
+    for group, share in sorted(groups.items(), key=lambda g: -g[1])[:12]:
+        print(f"| {share:.1f}% | {cpu_us * share / 100:.2f} | {group} |")
+    print(f"\nTop {top} user-space symbols:\n")
+    print("| share | µs/req | object and symbol |")
+    print("|---|---|---|")
+    for share, sym in symbols[:top]:
+        sym = re.sub(r"\s+", " ", sym).replace("|", "\\|")
+        if len(sym) > 110:
+            sym = sym[:107] + "..."
+        print(f"| {share:.1f}% | {cpu_us * share / 100:.2f} | {sym} |")
+    return {"cpu_us": cpu_us, "kernel_us": cpu_us * kernel / 100, "user_us": cpu_us * user / 100}
+
+
+MODES = ("small", "16k", "pipelined", "h2c", "plugins", "log", "idle")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one 1-second round per mode")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections in the last part")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"a comma-separated subset of {','.join(MODES)}, or none")
+    parser.add_argument("--baseline", help="another pingap binary to run in the same rounds (pingap-before)")
+    parser.add_argument("--profile", action="store_true", help="perf-record each proxy under load")
+    parser.add_argument("--profile-path", default="/small", help="the path loaded while profiling")
+    parser.add_argument("--no-build", action="store_true", help="use target/release/pingap as it is")
+    parser.add_argument("--binary", help="the pingap binary to test (implies --no-build)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds, args.idle = 1, 1, 1_000
-    for tool in ("nginx", "wrk", "h2load", "taskset"):
+    modes = set() if args.modes == "none" else set(args.modes.split(","))
+    if modes - set(MODES):
+        sys.exit(f"unknown modes: {', '.join(sorted(modes - set(MODES)))}")
+    for tool in ("nginx", "wrk", "h2load", "taskset") + (("perf",) if args.profile else ()):
         if not shutil.which(tool):
-            sys.exit(f"{tool} is missing: apt-get install nginx wrk nghttp2-client util-linux")
+            sys.exit(f"{tool} is missing: apt-get install nginx wrk nghttp2-client util-linux linux-perf")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    print("building pingap (release)...", file=sys.stderr)
-    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "pingap"], cwd=ROOT, check=True)
+    if not args.no_build and not args.binary:
+        print("building pingap (release)...", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "pingap"], cwd=ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", f"{ROOT}/target")
+    binary = os.path.abspath(args.binary) if args.binary else f"{target}/release/pingap"
 
     work = tempfile.mkdtemp(prefix="pingap-bench-")
     # nginx workers run as an unprivileged user when started as root: let them read the files.
     os.chmod(work, 0o755)
-    ports, processes, nginx, pingap = start_all(work)
+    pingaps = {"pingap": (binary, None)}
+    if args.baseline:
+        pingaps["pingap-before"] = (os.path.abspath(args.baseline), None)
+    if "log" in modes:
+        pingaps["pingap+log"] = (binary, f"{work}/access.log")
+        if args.baseline:
+            pingaps["pingap-before+log"] = (os.path.abspath(args.baseline), f"{work}/access-before.log")
+    ports, processes, proxies = start_all(work, pingaps)
+    ours = [name for name in ("pingap", "pingap-before") if name in proxies]
     try:
-        idle_rss = memory_mib(pingap.pid, "VmRSS")
         url = lambda name, path: f"http://127.0.0.1:{ports[name]}{path}"
         token = f"Authorization: Bearer {jwt_token()}"
         pipeline_lua = f"{work}/pipeline.lua"
@@ -408,65 +528,90 @@ def main():
             result["p50"] = result["p99"] = None
             return result
 
-        modes = [
-            ("HTTP/1.1, small body", "/small", wrk),
-            ("HTTP/1.1, 16 KiB body", "/16k", wrk),
-            (
-                f"HTTP/1.1 pipelined ({PIPELINE_DEPTH} requests per write), small body",
-                "/small",
-                pipelined,
-            ),
-        ]
+        def load(tool, name, path):
+            return lambda: tool(url(name, path), args.seconds)
+
         print(
             f"# pingap vs nginx on {os.cpu_count()} CPUs, {args.rounds} rounds of {args.seconds}s, "
             f"{CONNECTIONS} connections; medians"
         )
-        for title, path, tool in modes:
+        http1 = [
+            ("small", "HTTP/1.1, small body", "/small", wrk),
+            ("16k", "HTTP/1.1, 16 KiB body", "/16k", wrk),
+            ("pipelined", f"HTTP/1.1 pipelined ({PIPELINE_DEPTH} requests per write), small body",
+             "/small", pipelined),
+        ]
+        for mode, title, path, tool in http1:
+            if mode in modes:
+                side_by_side(
+                    title,
+                    args.rounds,
+                    [(name, proxies[name], load(tool, name, path)) for name in ["nginx"] + ours],
+                    direct=load(tool, "backend", path),
+                )
+        if "h2c" in modes:
+            h2_port = {"nginx": "nginx_h2"}
             side_by_side(
-                title,
+                "HTTP/2 without TLS (h2c), small body, h2load -m 10",
                 args.rounds,
-                pingap,
-                nginx,
-                lambda: tool(url("pingap", path), args.seconds),
-                lambda: tool(url("nginx", path), args.seconds),
-                direct=lambda: tool(url("backend", path), args.seconds),
+                [(name, proxies[name], load(h2load, h2_port.get(name, name), "/small"))
+                 for name in ["nginx"] + ours],
             )
-        side_by_side(
-            "HTTP/2 without TLS (h2c), small body, h2load -m 10",
-            args.rounds,
-            pingap,
-            nginx,
-            lambda: h2load(url("pingap", "/small"), args.seconds),
-            lambda: h2load(url("nginx_h2", "/small"), args.seconds),
-        )
+        if "plugins" in modes:
+            plain, chain = [], []
+            for _ in range(args.rounds):
+                plain.append(proxies["pingap"].measure(load(wrk, "pingap", "/small")))
+                chain.append(proxies["pingap"].measure(
+                    lambda: wrk(url("pingap", "/chain/small"), args.seconds, [token])))
+            table(
+                "pingap with five plugins (request_id, cors, ip_restriction, jwt, rate_limit)",
+                [("pingap, no plugins", plain, None), ("pingap, five plugins", chain, None)],
+            )
+            ratios("five plugins/plain", chain, plain)
+        if "log" in modes:
+            for name in ours:
+                side_by_side(
+                    f"{name}: access log (combined, to a file) on and off, small body",
+                    args.rounds,
+                    [(n, proxies[n], load(wrk, n, "/small")) for n in (name, f"{name}+log")],
+                    reference=name,
+                )
+        if args.profile:
+            print(f"\n### Profile: perf record -e cpu-clock -g, {args.seconds}s of wrk on "
+                  f"{args.profile_path}, CPU time from /proc\n")
+            budget = {}
+            for name in ["nginx"] + ours:
+                budget[name] = profile(name, proxies[name], load(wrk, name, args.profile_path),
+                                       work, 15)
+            print("\n| | CPU µs/req | kernel µs/req | user-space µs/req |")
+            print("|---|---|---|---|")
+            for name, b in budget.items():
+                print(f"| {name} | {b['cpu_us']:.1f} | {b['kernel_us']:.2f} | {b['user_us']:.2f} |")
+            for name in ours:
+                n, p = budget["nginx"], budget[name]
+                print(f"\n{name}/nginx: CPU {p['cpu_us'] / n['cpu_us']:.2f}×, kernel "
+                      f"{p['kernel_us'] / n['kernel_us']:.2f}×, user space "
+                      f"{p['user_us'] / n['user_us']:.2f}×")
 
-        plain, chain = [], []
-        for _ in range(args.rounds):
-            plain.append(pingap.measure(lambda: wrk(url("pingap", "/small"), args.seconds)))
-            chain.append(
-                pingap.measure(lambda: wrk(url("pingap", "/chain/small"), args.seconds, [token]))
-            )
-        table(
-            "pingap with five plugins (request_id, cors, ip_restriction, jwt, rate_limit)",
-            [("pingap, no plugins", plain, None), ("pingap, five plugins", chain, None)],
-        )
-        ratios("five plugins/plain", chain, plain)
-
-        print(f"\n### {args.idle:,} idle keep-alive connections\n")
-        print(f"pingap RSS at start, idle: {idle_rss:.1f} MiB\n")
-        print("| | RSS with the idle connections MiB | answered | requests meanwhile (errors) |")
-        print("|---|---|---|---|")
-        for proxy, name in ((pingap, "pingap"), (nginx, "nginx")):
-            sockets, answered, check = idle_connections(
-                ports[name], args.idle, url(name, "/small")
-            )
-            rss = memory_mib(proxy.pid, "VmRSS")
-            print(
-                f"| {name} | {rss:.1f} | {answered:,}/{args.idle:,} | "
-                f"{check['requests']:,} ({check['errors']}) |"
-            )
-            for s in sockets:
-                s.close()
+        if "idle" in modes:
+            print(f"\n### {args.idle:,} idle keep-alive connections\n")
+            print("| | RSS idle MiB | RSS with the idle connections MiB | KiB per connection | "
+                  "answered | requests meanwhile (errors) |")
+            print("|---|---|---|---|---|---|")
+            for name in ours + ["nginx"]:
+                proxy = proxies[name]
+                before = memory_mib(proxy.pid, "VmRSS")
+                sockets, answered, check = idle_connections(
+                    ports[name], args.idle, url(name, "/small")
+                )
+                rss = memory_mib(proxy.pid, "VmRSS")
+                print(
+                    f"| {name} | {before:.1f} | {rss:.1f} | {(rss - before) * 1024 / args.idle:.1f} | "
+                    f"{answered:,}/{args.idle:,} | {check['requests']:,} ({check['errors']}) |"
+                )
+                for s in sockets:
+                    s.close()
+                time.sleep(1)
     finally:
         for process in processes:
             try:

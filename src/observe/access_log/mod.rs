@@ -3,8 +3,8 @@
 //! (`access_log_rotate`, `access_log_keep`, `access_log_gzip`, see [`rotate`]).
 //!
 //! A request's line is rendered when the request ends, in the request's task (about a
-//! microsecond; see `benches/access_log.rs`), and handed to the file's [`sink::Sink`], whose
-//! writer thread does the I/O.
+//! microsecond; see `benches/access_log.rs`) into a buffer the sink recycles, and handed to the
+//! file's [`sink::Sink`], whose writer thread does the I/O in batches.
 
 pub mod format;
 pub mod rotate;
@@ -82,7 +82,7 @@ impl AccessLog {
 
     /// Formats the line for `entry` and hands it to the writer.
     pub fn log(&self, entry: &Entry<'_>) {
-        let mut line = String::with_capacity(256);
+        let mut line = self.sink.buffer();
         self.format.render(entry, &mut line);
         self.sink.send(line);
     }

@@ -1627,7 +1627,11 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        self.process_request(session, ctx).await
+        // pingap patch: the request's future is boxed on its own. Inline, its state (the whole
+        // proxy state machine, many KiB) was part of this future's, which a kept-alive
+        // connection holds while it waits for its next request in `handle_new_request`, so
+        // every idle connection held it; now it is allocated while a request is served.
+        Box::pin(self.process_request(session, ctx)).await
     }
 
     async fn http_cleanup(&self) {

@@ -338,64 +338,10 @@ where
             }
         }
         if h2c || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            // create a shared connection digest
-            let digest = Arc::new(Digest {
-                ssl_digest: stream.get_ssl_digest(),
-                // TODO: log h2 handshake time
-                timing_digest: stream.get_timing_digest(),
-                proxy_digest: stream.get_proxy_digest(),
-                socket_digest: stream.get_socket_digest(),
-            });
-
-            let h2_options = self.h2_options();
-            // pingap patch: the connection preface is due within the header read timeout
-            let handshake = server::handshake(stream, h2_options);
-            let handshake = match head_deadline {
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match pingora_timeout::timeout(left, handshake).await {
-                        Ok(handshake) => handshake,
-                        Err(_) => {
-                            debug!("no HTTP/2 connection preface within the header timeout");
-                            return None;
-                        }
-                    }
-                }
-                None => handshake.await,
-            };
-            let h2_conn = match handshake {
-                Err(e) => {
-                    error!("H2 handshake error {e}");
-                    return None;
-                }
-                Ok(c) => c,
-            };
-
-            // The accept-loop body — including the graceful-shutdown state
-            // machine — lives in `server::accept_downstream_sessions` so that
-            // the same code path is exercised by tests in `protocols::http::v2`.
-            let app = self.clone();
-            let shutdown_for_session = shutdown.clone();
-            let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
-            server::accept_downstream_sessions(
-                h2_conn,
-                digest,
-                shutdown.clone(),
-                h2_idle_timeout,
-                |h2_stream, guard| {
-                    let app = app.clone();
-                    let shutdown = shutdown_for_session.clone();
-                    pingora_runtime::current_handle().spawn(async move {
-                        // hold `guard` for the session's lifetime so the accept
-                        // loop's idle timeout sees this connection as busy.
-                        let _guard = guard;
-                        // Note, `PersistentSettings` not currently relevant for h2
-                        app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
-                            .await;
-                    });
-                },
-            )
-            .await;
+            // pingap patch: the HTTP/2 connection is served by a future of its own (boxed):
+            // inline, its state (the h2 handshake and connection) was part of this future's,
+            // which every HTTP/1 connection holds for its whole life.
+            Box::pin(serve_h2(self, stream, head_deadline, shutdown)).await;
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
@@ -441,6 +387,76 @@ where
     async fn cleanup(&self) {
         self.http_cleanup().await;
     }
+}
+
+// pingap patch: see the call in `process_new`.
+/// Serves an HTTP/2 connection (h2c or ALPN `h2`) until it ends.
+async fn serve_h2<T>(
+    app: &Arc<T>,
+    stream: Stream,
+    head_deadline: Option<Instant>,
+    shutdown: &ShutdownWatch,
+) where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    // create a shared connection digest
+    let digest = Arc::new(Digest {
+        ssl_digest: stream.get_ssl_digest(),
+        // TODO: log h2 handshake time
+        timing_digest: stream.get_timing_digest(),
+        proxy_digest: stream.get_proxy_digest(),
+        socket_digest: stream.get_socket_digest(),
+    });
+
+    let h2_options = app.h2_options();
+    // pingap patch: the connection preface is due within the header read timeout
+    let handshake = server::handshake(stream, h2_options);
+    let handshake = match head_deadline {
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match pingora_timeout::timeout(left, handshake).await {
+                Ok(handshake) => handshake,
+                Err(_) => {
+                    debug!("no HTTP/2 connection preface within the header timeout");
+                    return;
+                }
+            }
+        }
+        None => handshake.await,
+    };
+    let h2_conn = match handshake {
+        Err(e) => {
+            error!("H2 handshake error {e}");
+            return;
+        }
+        Ok(c) => c,
+    };
+
+    // The accept-loop body — including the graceful-shutdown state
+    // machine — lives in `server::accept_downstream_sessions` so that
+    // the same code path is exercised by tests in `protocols::http::v2`.
+    let app = app.clone();
+    let shutdown_for_session = shutdown.clone();
+    let h2_idle_timeout = app.server_options().and_then(|o| o.h2_idle_timeout);
+    server::accept_downstream_sessions(
+        h2_conn,
+        digest,
+        shutdown.clone(),
+        h2_idle_timeout,
+        |h2_stream, guard| {
+            let app = app.clone();
+            let shutdown = shutdown_for_session.clone();
+            pingora_runtime::current_handle().spawn(async move {
+                // hold `guard` for the session's lifetime so the accept
+                // loop's idle timeout sees this connection as busy.
+                let _guard = guard;
+                // Note, `PersistentSettings` not currently relevant for h2
+                app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
+                    .await;
+            });
+        },
+    )
+    .await;
 }
 
 // pingap patch

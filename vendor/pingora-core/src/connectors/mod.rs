@@ -261,7 +261,7 @@ impl TransportConnector {
                         // test_reusable_stream: we assume server would never actively send data
                         // first on an idle stream.
                         #[cfg(unix)]
-                        if peer.matches_fd(stream.id())
+                        if peer_matches_stream(peer, &stream)
                             && test_reusable_stream(&mut stream, &self.unexpected_data_conn_count)
                         {
                             Some(stream)
@@ -472,6 +472,25 @@ use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
 /// Test whether a stream is already closed or not reusable (server sent unexpected data)
+/// pingap patch: whether a pooled `stream` is connected to `peer`.
+///
+/// The address the stream was connected to is recorded in its socket digest when it is
+/// connected (`l4::connect`), so comparing with it answers without the `getpeername` system
+/// call that [`Peer::matches_fd`] makes on every reuse. A broken idle connection is still found
+/// by [`test_reusable_stream`] (its read sees the EOF or the error). Streams through a CONNECT
+/// proxy, or without a recorded address, are checked with `matches_fd` as before.
+#[cfg(unix)]
+fn peer_matches_stream<P: Peer>(peer: &P, stream: &Stream) -> bool {
+    if peer.get_proxy().is_none() {
+        if let Some(digest) = stream.get_socket_digest() {
+            if let Some(Some(connected_to)) = digest.peer_addr.get() {
+                return connected_to == peer.address();
+            }
+        }
+    }
+    peer.matches_fd(stream.id())
+}
+
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready

@@ -330,7 +330,10 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                         // pingap patch: the endpoint's handshake timeout, 60 s by default
                         let handshake_timeout =
                             io.handshake_timeout().unwrap_or(Duration::from_secs(60));
-                        match timeout(handshake_timeout, io.handshake()).await {
+                        // pingap patch: the handshake's future (a TLS accept for TLS
+                        // listeners) is boxed, so that its state is freed once it is done
+                        // instead of staying part of this task's for the connection's life.
+                        match timeout(handshake_timeout, Box::pin(io.handshake())).await {
                             Ok(handshake) => {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
