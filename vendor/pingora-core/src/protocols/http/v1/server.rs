@@ -222,7 +222,8 @@ impl HttpSession {
         head_deadline: Option<Instant>, // pingap patch
     ) -> Result<Option<usize>> {
         let read_result = {
-            let read_event = self.underlying_stream.read_buf(buf);
+            // pingap patch: see `read_head`
+            let read_event = read_head(&mut self.underlying_stream, buf);
             // pingap patch: once the request head has a deadline, the deadline alone bounds
             // its reads (see `set_header_read_timeout`).
             if let (Some(deadline), Some(t)) = (head_deadline, self.header_read_timeout) {
@@ -330,7 +331,9 @@ impl HttpSession {
             .pipelined_prefix
             .take()
             .filter(|prefix| !prefix.is_empty())
-            .unwrap_or_else(|| BytesMut::with_capacity(INIT_HEADER_BUF_SIZE));
+            // pingap patch: no buffer yet; `read_request_buf` allocates it when the first
+            // bytes arrive, so an idle keep-alive connection does not hold 4 KiB.
+            .unwrap_or_default();
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
@@ -1962,6 +1965,45 @@ fn http_resp_header_to_buf(
 
     buf.put_slice(CRLF);
     Ok(())
+}
+
+
+// pingap patch: a request head's buffer exists only once its first bytes have arrived.
+thread_local! {
+    /// Where the first read of a request head lands before its buffer exists (one per thread).
+    static FIRST_READ: std::cell::RefCell<[u8; INIT_HEADER_BUF_SIZE]> =
+        const { std::cell::RefCell::new([0; INIT_HEADER_BUF_SIZE]) };
+}
+
+/// Reads more of a request head into `buf`, like `AsyncReadExt::read_buf`, except that a `buf`
+/// with no capacity is only allocated (with [`INIT_HEADER_BUF_SIZE`]) once bytes arrive:
+/// until then the read goes to a per-thread scratch array, and the bytes are copied over in the
+/// same poll. An idle keep-alive connection thus waits without a buffer of its own.
+async fn read_head(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    use std::task::Poll;
+    use tokio::io::{AsyncRead, ReadBuf};
+    if buf.capacity() > 0 {
+        return stream.read_buf(buf).await;
+    }
+    std::future::poll_fn(|cx| {
+        FIRST_READ.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut read = ReadBuf::new(&mut scratch[..]);
+            match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => {
+                    let bytes = read.filled();
+                    if !bytes.is_empty() {
+                        buf.reserve(INIT_HEADER_BUF_SIZE);
+                        buf.extend_from_slice(bytes);
+                    }
+                    Poll::Ready(Ok(bytes.len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
 }
 
 #[cfg(test)]
