@@ -408,7 +408,7 @@ def perf_report(data, *extra):
     return rows
 
 
-KERNEL_DSOS = ("[kernel.kallsyms]", "[kernel.vmlinux]", "[vdso]")
+KERNEL_DSOS = ("[kernel.kallsyms]", "[kernel.vmlinux]")
 
 
 def symbol_group(sym):
@@ -439,7 +439,7 @@ def profile(name, proxy, run, work, top):
     recorder.wait(timeout=60)
     cpu_us = result["cpu_us"]
     by_dso = perf_report(data, "--sort", "dso")
-    kernel = sum(share for share, dso in by_dso if dso in KERNEL_DSOS[:2])
+    kernel = sum(share for share, dso in by_dso if dso in KERNEL_DSOS)
     user = 100.0 - kernel
     print(f"\n#### {name}: {result['rps']:,.0f} req/s, {cpu_us:.1f} µs CPU per request\n")
     print(f"kernel {kernel:.1f}% = {cpu_us * kernel / 100:.2f} µs/req, "
@@ -450,7 +450,7 @@ def profile(name, proxy, run, work, top):
         print(f"| {share:.1f}% | {cpu_us * share / 100:.2f} | {dso} |")
     symbols = [
         (share, sym) for share, sym in perf_report(data, "--sort", "dso,sym")
-        if not sym.startswith(KERNEL_DSOS[:2])
+        if not sym.startswith(KERNEL_DSOS)
     ]
     groups = {}
     for share, sym in symbols:

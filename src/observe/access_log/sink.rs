@@ -247,12 +247,10 @@ impl Writer {
                         self.take(message);
                     }
                     self.flush();
-                    // Let the next lines gather: a writer blocked in `recv` is woken by every
-                    // line sent to it, one wake-up (and write) per request under load.
+                    // Let the next lines gather (the next `recv` takes them at once): a writer
+                    // blocked in `recv` is woken by every line sent to it, one wake-up (and
+                    // write) per request under load.
                     std::thread::sleep(BATCH_WAIT);
-                    while let Ok(message) = rx.try_recv() {
-                        self.take(message);
-                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {

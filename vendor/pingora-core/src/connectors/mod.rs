@@ -471,7 +471,6 @@ impl PreferredHttpVersion {
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
-/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 /// pingap patch: whether a pooled `stream` is connected to `peer`.
 ///
 /// The address the stream was connected to is recorded in its socket digest when it is
@@ -491,6 +490,7 @@ fn peer_matches_stream<P: Peer>(peer: &P, stream: &Stream) -> bool {
     peer.matches_fd(stream.id())
 }
 
+/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready

@@ -1967,7 +1967,6 @@ fn http_resp_header_to_buf(
     Ok(())
 }
 
-
 // pingap patch: a request head's buffer exists only once its first bytes have arrived.
 thread_local! {
     /// Where the first read of a request head lands before its buffer exists (one per thread).
@@ -1980,7 +1979,6 @@ thread_local! {
 /// until then the read goes to a per-thread scratch array, and the bytes are copied over in the
 /// same poll. An idle keep-alive connection thus waits without a buffer of its own.
 async fn read_head(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    use std::task::Poll;
     use tokio::io::{AsyncRead, ReadBuf};
     if buf.capacity() > 0 {
         return stream.read_buf(buf).await;
@@ -1989,18 +1987,16 @@ async fn read_head(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<u
         FIRST_READ.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let mut read = ReadBuf::new(&mut scratch[..]);
-            match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) => {
+            std::pin::Pin::new(&mut *stream)
+                .poll_read(cx, &mut read)
+                .map_ok(|()| {
                     let bytes = read.filled();
                     if !bytes.is_empty() {
                         buf.reserve(INIT_HEADER_BUF_SIZE);
                         buf.extend_from_slice(bytes);
                     }
-                    Poll::Ready(Ok(bytes.len()))
-                }
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
+                    bytes.len()
+                })
         })
     })
     .await
