@@ -12,8 +12,9 @@ requests/s, p50 and p99 latency (h2load reports only the mean), errors, the prox
 request (utime + stime of its process tree from /proc, divided by the requests served) and its
 peak RSS, then the ratios pingap/nginx. One HTTP/1.1 mode pipelines: wrk (with a Lua script)
 writes 10 requests at a time on each connection, and every response must come back. The last
-part opens 10,000 idle keep-alive connections to each proxy and reports RSS and whether requests
-still succeed.
+part opens 10,000 idle keep-alive connections to each proxy (each makes one request, all at
+once) and reports RSS right after and `--idle-settle` seconds later (memory the burst of
+requests took and freed is then returned, see src/main.rs), and whether requests still succeed.
 
 Options for focused runs (each still side by side in one run, interleaved):
 
@@ -481,6 +482,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections in the last part")
+    parser.add_argument("--idle-settle", type=float, default=10,
+                        help="seconds between the idle connections' answers and the RSS per connection")
     parser.add_argument("--modes", default=",".join(MODES), help=f"a comma-separated subset of {','.join(MODES)}, or none")
     parser.add_argument("--baseline", help="another pingap binary to run in the same rounds (pingap-before)")
     parser.add_argument("--profile", action="store_true", help="perf-record each proxy under load")
@@ -489,7 +492,7 @@ def main():
     parser.add_argument("--binary", help="the pingap binary to test (implies --no-build)")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.seconds, args.idle = 1, 1, 1_000
+        args.rounds, args.seconds, args.idle, args.idle_settle = 1, 1, 1_000, 0
     modes = set() if args.modes == "none" else set(args.modes.split(","))
     if modes - set(MODES):
         sys.exit(f"unknown modes: {', '.join(sorted(modes - set(MODES)))}")
@@ -595,8 +598,9 @@ def main():
 
         if "idle" in modes:
             print(f"\n### {args.idle:,} idle keep-alive connections\n")
-            print("| | RSS idle MiB | RSS with the idle connections MiB | KiB per connection | "
-                  "answered | requests meanwhile (errors) |")
+            settle = f"{args.idle_settle:g} s later"
+            print(f"| | RSS idle MiB | RSS with the idle connections MiB: right after / {settle} | "
+                  f"KiB per connection, {settle} | answered | requests meanwhile (errors) |")
             print("|---|---|---|---|---|---|")
             for name in ours + ["nginx"]:
                 proxy = proxies[name]
@@ -604,9 +608,12 @@ def main():
                 sockets, answered, check = idle_connections(
                     ports[name], args.idle, url(name, "/small")
                 )
+                right_after = memory_mib(proxy.pid, "VmRSS")
+                time.sleep(args.idle_settle)
                 rss = memory_mib(proxy.pid, "VmRSS")
                 print(
-                    f"| {name} | {before:.1f} | {rss:.1f} | {(rss - before) * 1024 / args.idle:.1f} | "
+                    f"| {name} | {before:.1f} | {right_after:.1f} / {rss:.1f} | "
+                    f"{(rss - before) * 1024 / args.idle:.1f} | "
                     f"{answered:,}/{args.idle:,} | {check['requests']:,} ({check['errors']}) |"
                 )
                 for s in sockets:

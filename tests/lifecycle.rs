@@ -114,6 +114,64 @@ async fn sigterm_lets_requests_in_flight_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_when_the_shutdown_begins() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Backend::start("slow").await;
+    let mut pingap = Pingap::start(&proxy_config(&backend, "keepalive_timeout = '60s'"));
+    // A connection kept alive after one request, now waiting for its next one.
+    let mut idle = tokio::net::TcpStream::connect(pingap.addr("main"))
+        .await
+        .unwrap();
+    // 204: an answer without a body, complete with its head.
+    idle.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\nx-echo-status: 204\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !answer.ends_with(b"\r\n\r\n") {
+        let read = idle.read(&mut buf).await.unwrap();
+        assert!(read > 0, "answered: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..read]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 204"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // A request in flight keeps the process draining for a while after the signal.
+    let url = pingap.url("main", "/slow");
+    let in_flight = tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("x-echo-delay-ms", "5000")
+            .send()
+            .await
+    });
+    assert!(backend.wait_for_hits(2, Duration::from_secs(10)).await);
+    let signalled = Instant::now();
+    pingap.signal(Signal::SIGTERM);
+    // The idle connection is closed as the drain begins, not when the process exits.
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf))
+        .await
+        .expect("closed within 10 s");
+    assert_eq!(
+        closed.unwrap_or(0),
+        0,
+        "no answer, just the end of the stream"
+    );
+    // Not at the exit, which waits for the request in flight (5 s).
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "closed {:?} after the signal",
+        signalled.elapsed()
+    );
+    assert!(!in_flight.is_finished(), "closed before the drain ended");
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(pingap.wait_exit(Duration::from_secs(10)).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_graceful_shutdown_timeout_bounds_the_wait() {
     let backend = Backend::start("stuck").await;
     let mut pingap = Pingap::start(&proxy_config(

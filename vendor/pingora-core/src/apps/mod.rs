@@ -23,8 +23,10 @@ use log::{debug, error};
 use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
+use std::task::Poll; // pingap patch
 use std::time::Instant; // pingap patch
 
+use crate::protocols::http::v1::server::poll_first_bytes; // pingap patch
 use crate::protocols::http::v2::server;
 use crate::protocols::http::{ReusableHttpStream, ServerSession};
 use crate::protocols::Digest;
@@ -169,6 +171,14 @@ impl HttpPersistentSettings {
     /// reuse time.
     pub fn set_pipelined_prefix(&mut self, prefix: BytesMut) {
         self.pipelined_prefix = Some(prefix);
+    }
+
+    // pingap patch
+    /// Whether bytes of a pipelined next request were read with the previous one.
+    fn has_pipelined_prefix(&self) -> bool {
+        self.pipelined_prefix
+            .as_ref()
+            .is_some_and(|prefix| !prefix.is_empty())
     }
 
     pub fn apply_to_session(self, session: &mut ServerSession) {
@@ -366,7 +376,22 @@ where
             );
 
             let mut result = self.process_new_http(session, shutdown).await;
-            while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
+            while let Some((mut stream, persistent_settings)) = result.map(|r| r.consume()) {
+                // pingap patch: the wait for the next request happens here, before its
+                // session and `process_new_http`'s future exist, so that an idle keep-alive
+                // connection holds neither (see `next_request_bytes`). Pipelined bytes already
+                // read are the start of the next request; there is nothing to wait for then.
+                let first_bytes = if persistent_settings
+                    .as_ref()
+                    .is_some_and(HttpPersistentSettings::has_pipelined_prefix)
+                {
+                    None
+                } else {
+                    let keepalive = persistent_settings
+                        .as_ref()
+                        .and_then(|settings| settings.keepalive_timeout);
+                    Some(next_request_bytes(&mut stream, keepalive, shutdown).await?)
+                };
                 let mut session = ServerSession::new_http1(stream);
                 // pingap patch: header read timeout from the request's first byte, and
                 // pipelining (also carried over by the persistent settings)
@@ -377,6 +402,9 @@ where
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
                 }
+                if let (Some(first_bytes), ServerSession::H1(h1)) = (first_bytes, &mut session) {
+                    h1.set_pipelined_prefix(first_bytes);
+                }
 
                 result = self.process_new_http(session, shutdown).await;
             }
@@ -386,6 +414,80 @@ where
 
     async fn cleanup(&self) {
         self.http_cleanup().await;
+    }
+}
+
+// pingap patch: see the call in `process_new`.
+/// Waits on a kept-alive HTTP/1 connection for the first bytes of its next request and reads
+/// them (see [`poll_first_bytes`]: no buffer is allocated until they arrive). The wait lasts at
+/// most the keepalive timeout (in seconds; 0: no limit) and ends when the server begins to shut
+/// down. `None` when the connection is to be closed instead: the client closed it or it failed,
+/// the keepalive timeout passed, or the server is shutting down; the session's own read of the
+/// request head treated each of these the same way.
+///
+/// Waiting here rather than in the session's `read_request` keeps the wait out of
+/// `process_new_http`'s future and the session, which exist only while a request is served.
+async fn next_request_bytes(
+    stream: &mut Stream,
+    keepalive_secs: Option<u64>,
+    shutdown: &ShutdownWatch,
+) -> Option<BytesMut> {
+    let mut bytes = BytesMut::new();
+    // Under load the next request is often here already: no timer, no shutdown waiter then.
+    let ready = std::future::poll_fn(|cx| {
+        Poll::Ready(match poll_first_bytes(stream, cx, &mut bytes) {
+            Poll::Ready(read) => Some(read),
+            Poll::Pending => None,
+        })
+    })
+    .await;
+    let read = match ready {
+        Some(read) => read,
+        None => {
+            if *shutdown.borrow() {
+                return None;
+            }
+            let mut shutdown = shutdown.clone();
+            let wait = async {
+                tokio::select! {
+                    biased;
+                    read = std::future::poll_fn(|cx| poll_first_bytes(stream, cx, &mut bytes)) => Some(read),
+                    _ = shutdown_begins(&mut shutdown) => None,
+                }
+            };
+            match keepalive_secs {
+                Some(secs) if secs > 0 => {
+                    pingora_timeout::timeout(Duration::from_secs(secs), wait)
+                        .await
+                        .ok()??
+                }
+                _ => wait.await?,
+            }
+        }
+    };
+    match read {
+        Ok(n) if n > 0 => Some(bytes),
+        Ok(_) => {
+            debug!("client closed a kept-alive connection");
+            None
+        }
+        Err(e) => {
+            debug!("read error on a kept-alive connection: {e}");
+            None
+        }
+    }
+}
+
+// pingap patch
+/// Resolves when `shutdown` turns true; never if its sender is gone (no shutdown can be told).
+async fn shutdown_begins(shutdown: &mut ShutdownWatch) {
+    loop {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        if *shutdown.borrow() {
+            return;
+        }
     }
 }
 

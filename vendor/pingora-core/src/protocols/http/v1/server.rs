@@ -1979,27 +1979,35 @@ thread_local! {
 /// until then the read goes to a per-thread scratch array, and the bytes are copied over in the
 /// same poll. An idle keep-alive connection thus waits without a buffer of its own.
 async fn read_head(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    use tokio::io::{AsyncRead, ReadBuf};
     if buf.capacity() > 0 {
         return stream.read_buf(buf).await;
     }
-    std::future::poll_fn(|cx| {
-        FIRST_READ.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let mut read = ReadBuf::new(&mut scratch[..]);
-            std::pin::Pin::new(&mut *stream)
-                .poll_read(cx, &mut read)
-                .map_ok(|()| {
-                    let bytes = read.filled();
-                    if !bytes.is_empty() {
-                        buf.reserve(INIT_HEADER_BUF_SIZE);
-                        buf.extend_from_slice(bytes);
-                    }
-                    bytes.len()
-                })
-        })
+    std::future::poll_fn(|cx| poll_first_bytes(stream, cx, buf)).await
+}
+
+/// Polls the first read of a request head: into the per-thread scratch array, and when bytes
+/// arrive, into `buf` (allocated then with [`INIT_HEADER_BUF_SIZE`]). Ready with the number of
+/// bytes read, 0 at the end of the stream.
+pub(crate) fn poll_first_bytes(
+    stream: &mut Stream,
+    cx: &mut std::task::Context<'_>,
+    buf: &mut BytesMut,
+) -> std::task::Poll<std::io::Result<usize>> {
+    use tokio::io::{AsyncRead, ReadBuf};
+    FIRST_READ.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let mut read = ReadBuf::new(&mut scratch[..]);
+        std::pin::Pin::new(&mut *stream)
+            .poll_read(cx, &mut read)
+            .map_ok(|()| {
+                let bytes = read.filled();
+                if !bytes.is_empty() {
+                    buf.reserve(INIT_HEADER_BUF_SIZE);
+                    buf.extend_from_slice(bytes);
+                }
+                bytes.len()
+            })
     })
-    .await
 }
 
 #[cfg(test)]
