@@ -1,12 +1,13 @@
 //! A private etcd for the tests: Debian's `/usr/bin/etcd` with a temporary data directory on
-//! ephemeral loopback ports, ready when `/health` says so, killed when dropped. Its log is kept in
+//! free loopback ports, ready when `/health` says so, killed when dropped. Its log is kept in
 //! the data directory's parent and shown when it does not start.
 //!
 //! With [`Tls`] it serves clients over TLS and requires client certificates; readiness is then
 //! its "ready to serve client requests" log line.
 //!
-//! Ports are found by binding port 0 and releasing it; if etcd still cannot bind one (another
-//! process took it meanwhile), it is started again on new ports.
+//! Its ports are free ones below the kernel's ephemeral range (see [`reserved_port`]), so that
+//! they stay free while etcd is down between a kill and a restart; if etcd still cannot bind
+//! one at its start (another test reserved it meanwhile), it is started again on new ports.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,6 +16,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+// Also loaded as `common::ports` by the tests that use both harnesses; it holds only a function.
+#[allow(clippy::duplicate_mod)]
+#[path = "ports.rs"]
+mod ports;
+use ports::reserved_port;
 
 /// The etcd binary of Debian's `etcd-server`.
 pub const ETCD: &str = "/usr/bin/etcd";
@@ -59,8 +66,8 @@ impl EtcdServer {
             let mut server = EtcdServer {
                 child: None,
                 dir,
-                client_port: free_port(),
-                peer_port: free_port(),
+                client_port: reserved_port(),
+                peer_port: reserved_port(),
                 tls: tls.clone(),
             };
             if server.client_port == server.peer_port {

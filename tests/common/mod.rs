@@ -14,6 +14,7 @@ pub mod dns;
 pub mod otlp;
 pub mod pebble;
 pub mod pki;
+pub mod ports;
 pub mod tls_client;
 pub mod websocket;
 

@@ -7,8 +7,10 @@
 //! validates http-01 on `http_port` and tls-alpn-01 on `tls_port`: the ports pingap listens on.
 //! `PEBBLE_VA_NOSLEEP=1` makes validation immediate.
 //!
-//! Ports are found by binding port 0 and releasing it; if pebble or the DNS server cannot bind
-//! one (another process took it meanwhile), they are started again on new ports.
+//! Ports are found by binding port 0 and releasing it, except the directory's, which is named
+//! before pebble runs (pingap may be configured with it while pebble is down) and so is taken
+//! below the kernel's ephemeral range ([`reserved_port`]); if pebble or the DNS server cannot
+//! bind one (another process took it meanwhile), they are started again on new ports.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +19,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::ports::reserved_port;
 
 /// Debian's pebble.
 pub const PEBBLE: &str = "/usr/bin/pebble";
@@ -58,7 +62,7 @@ impl Pebble {
                 return pebble;
             }
             pebble.stop_all();
-            pebble.acme_port = free_port();
+            pebble.acme_port = reserved_port();
             pebble.management_port = free_port();
             pebble.dns_port = free_dual_port();
         }
@@ -76,7 +80,7 @@ impl Pebble {
             pebble: None,
             dns: None,
             dir,
-            acme_port: free_port(),
+            acme_port: reserved_port(),
             management_port: free_port(),
             dns_port: free_dual_port(),
             ca_pem,
