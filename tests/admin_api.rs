@@ -508,6 +508,10 @@ async fn health_endpoints_answer_503_while_draining() {
     assert!(backend.wait_for_hits(1, DEADLINE).await);
     let admin_addr = base.trim_start_matches("http://").parse().unwrap();
     let mut ready = open(admin_addr, "GET /ready HTTP/1.1\r\nHost: x\r\n").await;
+    // And a connection kept alive after a request, idle.
+    let mut kept = open(admin_addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let answer = read_until(&mut kept, "ok\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // SIGTERM: during the shutdown delay the listeners still accept and the health endpoints
     // say the process is going away.
@@ -526,7 +530,7 @@ async fn health_endpoints_answer_503_while_draining() {
     assert!(!pingap.output.text().contains("no longer accepting"));
 
     // A second SIGTERM ends the delay: the listeners close, the requests in flight finish, and
-    // the admin API still answers on the connection it had.
+    // the admin API still answers on the connections it had, the idle kept-alive one too.
     pingap.signal(Signal::SIGTERM);
     assert!(
         pingap
@@ -536,6 +540,11 @@ async fn health_endpoints_answer_503_while_draining() {
     );
     ready.write_all(b"\r\n").await.unwrap();
     let answer = read_until(&mut ready, "draining").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    kept.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until(&mut kept, "draining").await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     backend.release();
     assert_eq!(held.await.unwrap(), 1000);

@@ -1640,6 +1640,13 @@ where
         self.shutdown.notify_waiters();
     }
 
+    // pingap patch: pingora-core's keep-alive loop waits for a connection's next request
+    // before `process_new_http`; it closes the connection at the same moment as the wait in
+    // `handle_new_request` does.
+    fn idle_connection_shutdown(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        self.await_shutdown()
+    }
+
     fn server_options(&self) -> Option<&HttpServerOptions> {
         self.server_options.as_ref()
     }

@@ -207,7 +207,8 @@ impl HttpPersistentSettings {
 
         // Feed any pipelined prefix bytes to the new session's request parser
         // so they are treated as the start of the next request.
-        if let Some(prefix) = pipelined_prefix {
+        // pingap patch: an empty prefix is no prefix (see `has_pipelined_prefix`)
+        if let Some(prefix) = pipelined_prefix.filter(|prefix| !prefix.is_empty()) {
             session.set_pipelined_prefix(prefix);
         }
     }
@@ -279,6 +280,16 @@ pub trait HttpServerApp {
     }
 
     async fn http_cleanup(&self) {}
+
+    // pingap patch
+    /// Resolves when a kept-alive HTTP/1 connection that waits for its next request is to be
+    /// closed because the server is shutting down (the wait is in
+    /// [`ServerApp::process_new`]'s keep-alive loop, not in `process_new_http`). The default
+    /// never resolves: such a connection waits for its keepalive timeout, as it did in the
+    /// `read_request` of an app that does not watch for shutdown itself.
+    fn idle_connection_shutdown(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        std::future::pending()
+    }
 
     #[doc(hidden)]
     async fn process_custom_session(
@@ -381,16 +392,17 @@ where
                 // session and `process_new_http`'s future exist, so that an idle keep-alive
                 // connection holds neither (see `next_request_bytes`). Pipelined bytes already
                 // read are the start of the next request; there is nothing to wait for then.
-                let first_bytes = if persistent_settings
-                    .as_ref()
-                    .is_some_and(HttpPersistentSettings::has_pipelined_prefix)
-                {
-                    None
-                } else {
-                    let keepalive = persistent_settings
-                        .as_ref()
-                        .and_then(|settings| settings.keepalive_timeout);
-                    Some(next_request_bytes(&mut stream, keepalive, shutdown).await?)
+                let first_bytes = match &persistent_settings {
+                    Some(settings) if !settings.has_pipelined_prefix() => Some(
+                        next_request_bytes(
+                            &mut stream,
+                            settings.keepalive_timeout,
+                            self.idle_connection_shutdown(),
+                        )
+                        .await?,
+                    ),
+                    // without the settings the session's read applies its own timeouts
+                    _ => None,
                 };
                 let mut session = ServerSession::new_http1(stream);
                 // pingap patch: header read timeout from the request's first byte, and
@@ -420,9 +432,10 @@ where
 // pingap patch: see the call in `process_new`.
 /// Waits on a kept-alive HTTP/1 connection for the first bytes of its next request and reads
 /// them (see [`poll_first_bytes`]: no buffer is allocated until they arrive). The wait lasts at
-/// most the keepalive timeout (in seconds; 0: no limit) and ends when the server begins to shut
-/// down. `None` when the connection is to be closed instead: the client closed it or it failed,
-/// the keepalive timeout passed, or the server is shutting down; the session's own read of the
+/// most the keepalive timeout (in seconds; `Some(0)`: no limit) and ends when `shutdown`
+/// resolves ([`HttpServerApp::idle_connection_shutdown`]); bytes already there win over it.
+/// `None` when the connection is to be closed instead: the client closed it or it failed, the
+/// keepalive timeout passed, or the server is shutting down; the session's own read of the
 /// request head treated each of these the same way.
 ///
 /// Waiting here rather than in the session's `read_request` keeps the wait out of
@@ -430,7 +443,7 @@ where
 async fn next_request_bytes(
     stream: &mut Stream,
     keepalive_secs: Option<u64>,
-    shutdown: &ShutdownWatch,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Option<BytesMut> {
     let mut bytes = BytesMut::new();
     // Under load the next request is often here already: no timer, no shutdown waiter then.
@@ -444,15 +457,11 @@ async fn next_request_bytes(
     let read = match ready {
         Some(read) => read,
         None => {
-            if *shutdown.borrow() {
-                return None;
-            }
-            let mut shutdown = shutdown.clone();
             let wait = async {
                 tokio::select! {
                     biased;
                     read = std::future::poll_fn(|cx| poll_first_bytes(stream, cx, &mut bytes)) => Some(read),
-                    _ = shutdown_begins(&mut shutdown) => None,
+                    _ = shutdown => None,
                 }
             };
             match keepalive_secs {
@@ -474,19 +483,6 @@ async fn next_request_bytes(
         Err(e) => {
             debug!("read error on a kept-alive connection: {e}");
             None
-        }
-    }
-}
-
-// pingap patch
-/// Resolves when `shutdown` turns true; never if its sender is gone (no shutdown can be told).
-async fn shutdown_begins(shutdown: &mut ShutdownWatch) {
-    loop {
-        if shutdown.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        if *shutdown.borrow() {
-            return;
         }
     }
 }
