@@ -74,19 +74,27 @@ fn proxy_config(backend: &Backend, extra_basic: &str) -> String {
     )
 }
 
+/// A GET of `url` in the background, which the echo backend answers after `delay_ms`.
+fn request_held_for(
+    url: String,
+    delay_ms: u64,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("x-echo-delay-ms", delay_ms.to_string())
+            .send()
+            .await
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish() {
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         let backend = Backend::start("slow").await;
         let mut pingap = Pingap::start(&proxy_config(&backend, ""));
         let url = pingap.url("main", "/");
-        let in_flight = tokio::spawn(async move {
-            client()
-                .get(url)
-                .header("x-echo-delay-ms", "1000")
-                .send()
-                .await
-        });
+        let in_flight = request_held_for(url, 1000);
         assert!(backend.wait_for_hits(1, Duration::from_secs(10)).await);
         pingap.signal(signal);
         assert!(
@@ -140,13 +148,7 @@ async fn an_idle_keep_alive_connection_is_closed_when_the_shutdown_begins() {
     );
     // A request in flight keeps the process draining for a while after the signal.
     let url = pingap.url("main", "/slow");
-    let in_flight = tokio::spawn(async move {
-        client()
-            .get(url)
-            .header("x-echo-delay-ms", "5000")
-            .send()
-            .await
-    });
+    let in_flight = request_held_for(url, 5000);
     assert!(backend.wait_for_hits(2, Duration::from_secs(10)).await);
     let signalled = Instant::now();
     pingap.signal(Signal::SIGTERM);
@@ -179,13 +181,7 @@ async fn the_graceful_shutdown_timeout_bounds_the_wait() {
         "graceful_shutdown_timeout = '300ms'",
     ));
     let url = pingap.url("main", "/");
-    let in_flight = tokio::spawn(async move {
-        client()
-            .get(url)
-            .header("x-echo-delay-ms", "20000")
-            .send()
-            .await
-    });
+    let in_flight = request_held_for(url, 20000);
     assert!(backend.wait_for_hits(1, Duration::from_secs(10)).await);
     let signalled = Instant::now();
     pingap.signal(Signal::SIGTERM);
