@@ -557,3 +557,61 @@ async fn expect_100_continue_is_answered_by_pingap_and_not_forwarded() {
     assert_eq!(echo.body_len, 5);
     assert_eq!(echo.header("expect"), None, "Expect is not forwarded");
 }
+
+/// A client that goes away while its request (without a body) waits for a slow upstream: pingap
+/// gives the upstream request up and closes that connection, instead of holding it until the
+/// upstream answers or its read timeout (30 s here) ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_ends_its_upstream_request() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that reads a request head and never answers, then reports when the proxy
+    // closes that connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = listener.local_addr().unwrap();
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel::<()>();
+    let backend = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        // The first connection that carries a request head (a connection closed before one,
+        // such as a check, is passed over).
+        let mut upstream = 'accept: loop {
+            let (mut upstream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let read = upstream.read(&mut buf).await.unwrap_or(0);
+                if read == 0 {
+                    continue 'accept;
+                }
+                head.extend_from_slice(&buf[..read]);
+            }
+            break upstream;
+        };
+        head_tx.send(()).unwrap();
+        // Whatever else arrives, until the proxy closes the connection.
+        while upstream.read(&mut buf).await.unwrap_or(0) > 0 {}
+        Instant::now()
+    });
+    let pingap = Pingap::start(&single(
+        &[backend_addr.to_string()],
+        "",
+        "read_timeout = '30s'",
+    ));
+    let mut client = tokio::net::TcpStream::connect(pingap.addr("main"))
+        .await
+        .unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), head_rx)
+        .await
+        .expect("the request reached the backend within 10 s")
+        .unwrap();
+    drop(client);
+    let left = Instant::now();
+    let upstream_closed = tokio::time::timeout(Duration::from_secs(10), backend)
+        .await
+        .expect("pingap closed the upstream connection within 10 s of the client leaving")
+        .unwrap();
+    assert!(upstream_closed >= left);
+}

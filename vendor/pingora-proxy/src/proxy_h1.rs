@@ -113,7 +113,8 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upstream_is_upgrade_req = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upstream_is_upgrade_req);
 
         session.upstream_compression.request_filter(&req);
 
@@ -124,6 +125,25 @@ where
             Err(e) => {
                 return (false, false, Some(e.into_up()));
             }
+        }
+
+        // pingap patch: a request whose body is empty and already complete, that is not an
+        // upgrade, not served through the cache and not from a custom session, needs no duplex:
+        // its end of body is sent first, then the response is read and written in turn.
+        if !upstream_is_upgrade_req
+            && !session.is_upgrade_req()
+            && !session.downstream_session.is_custom()
+            && !session.cache.enabled()
+            && !session.cache.bypassing()
+            && session.is_body_empty()
+            && session.as_mut().is_body_done()
+        {
+            return match self.proxy_1to1_bodiless(session, client_session, ctx).await {
+                Ok((downstream_can_reuse, upstream_can_reuse)) => {
+                    (downstream_can_reuse, upstream_can_reuse, None)
+                }
+                Err(e) => (false, false, Some(e)),
+            };
         }
 
         let mut downstream_custom_message_writer = session
@@ -243,6 +263,102 @@ where
         session.set_upstream_write_pending_time(upstream_write_pending);
 
         (server_session_reuse, client_session_reuse, error)
+    }
+
+    /// pingap patch: `proxy_1to1` for a request without a body (see the call). It does in
+    /// sequence what the two halves of the duplex do for such a request over their channels: the
+    /// end of the (empty) request body goes through the request body filters and to the upstream,
+    /// then each response task is read, filtered and written downstream until the response ends,
+    /// while the downstream connection is watched for the client going away, as the downstream
+    /// half's idle read does. Returns whether the downstream and the upstream sessions can be
+    /// reused.
+    async fn proxy_1to1_bodiless(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> Result<(bool, bool)>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        session.as_mut().enable_retry_buffering();
+
+        // What `send_body_to_pipe` and `proxy_handle_upstream` do with the end of the body.
+        let mut data = None;
+        session
+            .downstream_modules_ctx
+            .request_body_filter(&mut data, true)
+            .await?;
+        self.inner
+            .request_body_filter(session, &mut data, true, ctx)
+            .await?;
+        // A failed write makes the upstream connection unusable but the response may still come;
+        // the write's error is the one reported if reading the response fails too.
+        let mut send_error = send_body_to1(client_session, Some(HttpTask::Body(data, true)))
+            .await
+            .err();
+        let mut upstream_can_reuse = send_error.is_none();
+
+        let mut serve_from_cache = ServeFromCache::new();
+        let mut range_body_filter = RangeBodyFilter::new();
+        let mut watch_downstream = true;
+        loop {
+            let read = tokio::select! {
+                biased;
+                task = client_session.read_response_task() => task,
+                // Resolves only when the client went away (or, with pipelining, stays pending).
+                idle = session.downstream_session.read_body_or_idle(true), if watch_downstream => {
+                    match idle {
+                        Err(e) => return Err(e.into_down()),
+                        Ok(_) => {
+                            watch_downstream = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let mut task = match read {
+                Ok(task) => task,
+                // The response's framing is lost: the upstream connection cannot be reused.
+                Err(e) => return Err(send_error.take().unwrap_or(e).into_up()),
+            };
+            let upstream_done = task.is_end();
+            #[cfg(feature = "upstream_modules")]
+            if let HttpTask::Header(header, end_of_stream) = &task {
+                self.inner
+                    .adjust_upstream_modules(session, header, *end_of_stream, ctx)
+                    .await?;
+            }
+            #[cfg(feature = "upstream_modules")]
+            session.upstream_modules_filter_task(&mut task).await?;
+            session.upstream_compression.response_filter(&mut task);
+            let task = self
+                .h1_response_filter(
+                    session,
+                    task,
+                    ctx,
+                    &mut serve_from_cache,
+                    &mut range_body_filter,
+                    false,
+                )
+                .await?;
+            let downstream_done = session.write_response_tasks(vec![task]).await?;
+            if downstream_done || upstream_done {
+                // A response ended downstream before the upstream's end leaves unread bytes.
+                upstream_can_reuse &= upstream_done;
+                break;
+            }
+        }
+
+        let downstream_can_reuse = match session.as_mut().finish_body().await {
+            Ok(_) => true,
+            Err(e) => {
+                error!("Error finish sending body to downstream: {}", e);
+                false
+            }
+        };
+        Ok((downstream_can_reuse, upstream_can_reuse))
     }
 
     async fn proxy_handle_upstream(
