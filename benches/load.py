@@ -24,6 +24,7 @@ Options for focused runs (each still side by side in one run, interleaved):
     --profile                  `perf record -e cpu-clock -g` each proxy under the same wrk load
                                (small body; `--profile-path /16k`) and print its kernel/user split
                                in µs per request and the top user-space symbols
+    --profile-keep DIR         keep the recordings there (perf-NAME.data) for `perf report -i`
     log (a mode)               pingap with an access log (combined, to a file) against pingap
                                without one, on the same core
 """
@@ -488,6 +489,8 @@ def main():
     parser.add_argument("--baseline", help="another pingap binary to run in the same rounds (pingap-before)")
     parser.add_argument("--profile", action="store_true", help="perf-record each proxy under load")
     parser.add_argument("--profile-path", default="/small", help="the path loaded while profiling")
+    parser.add_argument("--profile-keep", metavar="DIR",
+                        help="keep the perf recordings (perf-NAME.data) in DIR for `perf report -i`")
     parser.add_argument("--no-build", action="store_true", help="use target/release/pingap as it is")
     parser.add_argument("--binary", help="the pingap binary to test (implies --no-build)")
     args = parser.parse_args()
@@ -627,6 +630,11 @@ def main():
                 pass
         for process in processes:
             process.wait(timeout=10)
+        if args.profile_keep:
+            os.makedirs(args.profile_keep, exist_ok=True)
+            for name in os.listdir(work):
+                if name.startswith("perf-") and name.endswith(".data"):
+                    shutil.move(f"{work}/{name}", f"{args.profile_keep}/{name}")
         shutil.rmtree(work, ignore_errors=True)
 
 

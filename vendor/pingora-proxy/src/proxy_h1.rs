@@ -298,6 +298,9 @@ where
         let mut send_error = send_body_to1(client_session, Some(HttpTask::Body(data, true)))
             .await
             .err();
+        if let Some(e) = &send_error {
+            warn!("send error, draining read buf: {e}");
+        }
         let mut upstream_can_reuse = send_error.is_none();
 
         let mut serve_from_cache = ServeFromCache::new();
