@@ -305,45 +305,34 @@ where
 
         let mut serve_from_cache = ServeFromCache::new();
         let mut range_body_filter = RangeBodyFilter::new();
-        let mut watch_downstream = true;
         loop {
             let read = tokio::select! {
                 biased;
                 task = client_session.read_response_task() => task,
-                // Resolves only when the client went away (or, with pipelining, stays pending).
-                idle = session.downstream_session.read_body_or_idle(true), if watch_downstream => {
-                    match idle {
-                        Err(e) => return Err(e.into_down()),
-                        Ok(_) => {
-                            watch_downstream = false;
-                            continue;
-                        }
-                    }
+                // With no body expected, this fails when the client goes away or sends data after
+                // the request; pipelined bytes are stashed and it stays pending. It never returns
+                // `Ok` for the session kinds that come here (custom sessions do not).
+                idle = session.downstream_session.read_body_or_idle(true) => {
+                    let e = match idle {
+                        Err(e) => e,
+                        Ok(_) => Error::explain(ConnectError, "request body after its end"),
+                    };
+                    return Err(e.into_down());
                 }
             };
-            let mut task = match read {
+            let task = match read {
                 Ok(task) => task,
                 // The response's framing is lost: the upstream connection cannot be reused.
                 Err(e) => return Err(send_error.take().unwrap_or(e).into_up()),
             };
             let upstream_done = task.is_end();
-            #[cfg(feature = "upstream_modules")]
-            if let HttpTask::Header(header, end_of_stream) = &task {
-                self.inner
-                    .adjust_upstream_modules(session, header, *end_of_stream, ctx)
-                    .await?;
-            }
-            #[cfg(feature = "upstream_modules")]
-            session.upstream_modules_filter_task(&mut task).await?;
-            session.upstream_compression.response_filter(&mut task);
             let task = self
-                .h1_response_filter(
+                .filter_upstream_task(
                     session,
                     task,
                     ctx,
                     &mut serve_from_cache,
                     &mut range_body_filter,
-                    false,
                 )
                 .await?;
             let downstream_done = session.write_response_tasks(vec![task]).await?;
@@ -487,6 +476,33 @@ where
         Ok(upstream_can_reuse)
     }
 
+    /// The filters an upstream response task goes through before it is written downstream:
+    /// the upstream modules, the upstream compression and `h1_response_filter`.
+    async fn filter_upstream_task(
+        &self,
+        session: &mut Session,
+        mut task: HttpTask,
+        ctx: &mut SV::CTX,
+        serve_from_cache: &mut ServeFromCache,
+        range_body_filter: &mut proxy_cache::range_filter::RangeBodyFilter,
+    ) -> Result<HttpTask>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        #[cfg(feature = "upstream_modules")]
+        if let HttpTask::Header(header, end_of_stream) = &task {
+            self.inner
+                .adjust_upstream_modules(session, header, *end_of_stream, ctx)
+                .await?;
+        }
+        #[cfg(feature = "upstream_modules")]
+        session.upstream_modules_filter_task(&mut task).await?;
+        session.upstream_compression.response_filter(&mut task);
+        self.h1_response_filter(session, task, ctx, serve_from_cache, range_body_filter, false)
+            .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn process_upstream_tasks(
         &self,
@@ -531,17 +547,8 @@ where
                 // skip downstream filtering entirely as the 304 will not be sent
                 break;
             }
-            #[cfg(feature = "upstream_modules")]
-            if let HttpTask::Header(header, end_of_stream) = &t {
-                self.inner
-                    .adjust_upstream_modules(session, header, *end_of_stream, ctx)
-                    .await?;
-            }
-            #[cfg(feature = "upstream_modules")]
-            session.upstream_modules_filter_task(&mut t).await?;
-            session.upstream_compression.response_filter(&mut t);
             let task = self
-                .h1_response_filter(session, t, ctx, serve_from_cache, range_body_filter, false)
+                .filter_upstream_task(session, t, ctx, serve_from_cache, range_body_filter)
                 .await?;
             if serve_from_cache.is_miss_header() {
                 response_state.enable_cached_response();
