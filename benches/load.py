@@ -25,6 +25,8 @@ Options for focused runs (each still side by side in one run, interleaved):
                                (small body; `--profile-path /16k`) and print its kernel/user split
                                in µs per request and the top user-space symbols
     --profile-keep DIR         keep the recordings there (perf-NAME.data) for `perf report -i`
+    --profile-dwarf            record call chains from the debug info, so that
+                               `perf report --children -i DIR/perf-pingap.data` gives inclusive costs
     log (a mode)               pingap with an access log (combined, to a file) against pingap
                                without one, on the same core
 """
@@ -426,12 +428,18 @@ def symbol_group(sym):
     return match.group(1) if match else f"{dso} (other)"
 
 
+# How perf records call chains: "fp" (frame pointers, the default and cheap; Rust code built
+# without frame pointers gives only the leaf reliably) or "dwarf,8192" (`--profile-dwarf`: full
+# Rust call chains from the debug info, for `perf report --children -i` on a kept recording).
+CALL_GRAPH = "fp"
+
+
 def profile(name, proxy, run, work, top):
     """Records the proxy's whole process tree with perf while `run` loads it, and prints its
     kernel/user split per request and its top user-space symbols."""
     data = f"{work}/perf-{name}.data"
     recorder = subprocess.Popen(
-        ["perf", "record", "-q", "-e", "cpu-clock", "-g", "-o", data,
+        ["perf", "record", "-q", "-e", "cpu-clock", "--call-graph", CALL_GRAPH, "-o", data,
          "-p", ",".join(str(p) for p in tree(proxy.pid))],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -488,6 +496,9 @@ def main():
     parser.add_argument("--modes", default=",".join(MODES), help=f"a comma-separated subset of {','.join(MODES)}, or none")
     parser.add_argument("--baseline", help="another pingap binary to run in the same rounds (pingap-before)")
     parser.add_argument("--profile", action="store_true", help="perf-record each proxy under load")
+    parser.add_argument("--profile-dwarf", action="store_true",
+                        help="record call chains from the debug info (for inclusive costs with "
+                             "`perf report --children`; large recordings, use with --profile-keep)")
     parser.add_argument("--profile-path", default="/small", help="the path loaded while profiling")
     parser.add_argument("--profile-keep", metavar="DIR",
                         help="keep the perf recordings (perf-NAME.data) in DIR for `perf report -i`")
@@ -499,6 +510,9 @@ def main():
     modes = set() if args.modes == "none" else set(args.modes.split(","))
     if modes - set(MODES):
         sys.exit(f"unknown modes: {', '.join(sorted(modes - set(MODES)))}")
+    if args.profile_dwarf:
+        global CALL_GRAPH
+        CALL_GRAPH = "dwarf,8192"
     for tool in ("nginx", "wrk", "h2load", "taskset") + (("perf",) if args.profile else ()):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install nginx wrk nghttp2-client util-linux linux-perf")
