@@ -3,8 +3,8 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use http::HeaderValue;
 use ipnet::IpNet;
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 
 /// The peers whose `X-Forwarded-For` is believed (`basic.trusted_proxies`).

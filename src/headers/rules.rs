@@ -97,11 +97,6 @@ impl HeaderRules {
             .any(|(_, t)| t.uses_captures())
     }
 
-    /// How many headers the rules may add (set or add) to a message.
-    pub fn added(&self) -> usize {
-        self.set.len() + self.add.len()
-    }
-
     /// Whether there is no rule.
     pub fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()

@@ -159,10 +159,6 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
-/// The headers `upstream_request` adds before the location's rules: `X-Forwarded-For`,
-/// `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `traceparent`.
-const ADDED_UPSTREAM_HEADERS: usize = 5;
-
 /// Prepares the request sent upstream (`upstream`, Pingora's copy of `req` as it stands after
 /// the rewrite): `X-Forwarded-*`, the gRPC-web bridge, `traceparent`, the location's request
 /// header rules, then the upstream-request phase of its plugins.
@@ -171,12 +167,6 @@ pub fn upstream_request(
     req: &RequestHeader,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
-    // Room for what follows in one step: the copy's maps hold just the client's headers.
-    let rules = ctx
-        .location
-        .as_ref()
-        .map_or(0, |location| location.request_headers.added());
-    upstream.reserve_headers(ADDED_UPSTREAM_HEADERS + rules);
     crate::headers::forwarded::add_forwarded_headers(
         upstream,
         ctx.plugin.remote_addr.map(|a| a.ip()),
