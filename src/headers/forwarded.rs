@@ -1,10 +1,9 @@
 //! The client's address behind trusted proxies, and the `X-Forwarded-*` headers sent upstream.
 
-use std::io::Write as _;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use http::HeaderValue;
 use pingora::http::RequestHeader;
 
 /// The peers whose `X-Forwarded-For` is believed (`basic.trusted_proxies`).
@@ -69,10 +68,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// Adds `X-Forwarded-For` (appending the peer), `X-Forwarded-Proto`, `X-Forwarded-Host` and
 /// `X-Real-IP` to the request sent upstream. `X-Forwarded-Proto` and `-Host` set by a trusted
 /// proxy are kept.
-///
-/// This runs for every proxied request, so each value is built with one allocation at most (the
-/// header value itself): addresses are written on the stack, the protocol is a static value, and
-/// `X-Real-IP` shares `X-Forwarded-For`'s value when the client is the only hop.
 pub fn add_forwarded_headers(
     req: &mut RequestHeader,
     peer: Option<IpAddr>,
@@ -81,68 +76,29 @@ pub fn add_forwarded_headers(
     tls: bool,
     host: &str,
 ) {
-    let peer = peer.map(canonical);
-    let mut real_ip = None;
-    if let Some(peer) = peer {
-        let value = if req.headers.contains_key(X_FORWARDED_FOR) {
-            forwarded_for_with(req, peer)
-        } else {
-            let value = ip_value(peer);
-            if client == Some(peer) {
-                real_ip = value.clone();
+    if let Some(peer) = peer.map(canonical) {
+        // Every line the client sent, in order, then the peer: one line upstream.
+        let mut forwarded_for = String::new();
+        for line in req.headers.get_all("x-forwarded-for") {
+            let line = String::from_utf8_lossy(line.as_bytes());
+            let line = line.trim();
+            if !line.is_empty() {
+                forwarded_for.push_str(line);
+                forwarded_for.push_str(", ");
             }
-            value
-        };
-        if let Some(value) = value {
-            let _ = req.insert_header(X_FORWARDED_FOR, value);
         }
+        let _ = write!(forwarded_for, "{peer}");
+        let _ = req.insert_header("x-forwarded-for", forwarded_for);
     }
-    if let Some(value) = real_ip.or_else(|| client.and_then(ip_value)) {
-        let _ = req.insert_header(X_REAL_IP, value);
+    if let Some(client) = client {
+        let _ = req.insert_header("x-real-ip", client.to_string());
     }
-    if !(peer_trusted && req.headers.contains_key(X_FORWARDED_PROTO)) {
-        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
-        let _ = req.insert_header(X_FORWARDED_PROTO, proto);
+    if !(peer_trusted && req.headers.contains_key("x-forwarded-proto")) {
+        let _ = req.insert_header("x-forwarded-proto", if tls { "https" } else { "http" });
     }
-    if !(host.is_empty() || peer_trusted && req.headers.contains_key(X_FORWARDED_HOST)) {
-        let _ = req.insert_header(X_FORWARDED_HOST, host);
+    if !(host.is_empty() || peer_trusted && req.headers.contains_key("x-forwarded-host")) {
+        let _ = req.insert_header("x-forwarded-host", host);
     }
-}
-
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_REAL_IP: &str = "x-real-ip";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
-
-/// `ip` as a header value, written on the stack.
-fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
-    // The longest address text is 45 bytes (IPv6 with an IPv4 tail).
-    let mut text = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    write!(cursor, "{ip}").ok()?;
-    let len = usize::try_from(cursor.position()).ok()?;
-    HeaderValue::from_bytes(&text[..len]).ok()
-}
-
-/// Every `X-Forwarded-For` line the client sent, in order, then `peer`: one line upstream.
-fn forwarded_for_with(req: &RequestHeader, peer: IpAddr) -> Option<HeaderValue> {
-    let mut line = Vec::with_capacity(
-        req.headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .map(|value| value.len() + 2)
-            .sum::<usize>()
-            + 48,
-    );
-    for value in req.headers.get_all(X_FORWARDED_FOR) {
-        let value = value.as_bytes().trim_ascii();
-        if !value.is_empty() {
-            line.extend_from_slice(value);
-            line.extend_from_slice(b", ");
-        }
-    }
-    write!(line, "{peer}").ok()?;
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(line)).ok()
 }
 
 #[cfg(test)]
