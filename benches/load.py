@@ -21,6 +21,8 @@ Options for focused runs (each still side by side in one run, interleaved):
     --modes small,16k,h2c      only these parts (small, 16k, pipelined, h2c, plugins, log, idle)
     --baseline PATH            also run another pingap binary (e.g. a copy of the build before a
                                change) in the same rounds, and print after/before ratios
+    --basic 'KEY = VALUE'      extra [basic] settings for the pingap under test only (with
+                               --baseline set to the same binary, this compares a setting)
     --profile                  `perf record -e cpu-clock -g` each proxy under the same wrk load
                                (small body; `--profile-path /16k`) and print its kernel/user split
                                in µs per request and the top user-space symbols
@@ -215,10 +217,11 @@ def write(path, text):
         f.write(text)
 
 
-def pingap_config(work, backend_port, port, access_log=None):
+def pingap_config(work, backend_port, port, access_log=None, basic=""):
     log = f'access_log = "{access_log}"\naccess_log_format = "combined"\n' if access_log else ""
     return f"""[basic]
 threads = 1
+{basic}
 log_level = "warn"
 upgrade_sock = "{work}/upgrade-{port}.sock"
 
@@ -304,9 +307,9 @@ http {{
     nginx = spawn(PROXY_CPU, ["nginx", "-c", f"{work}/nginx.conf", "-p", work], log)
     ports = {"backend": backend_port, "nginx": nginx_port, "nginx_h2": nginx_h2_port}
     processes, proxies = [backend, nginx], {"nginx": Proxy("nginx", nginx.pid)}
-    for name, (binary, access_log) in pingaps.items():
+    for name, (binary, access_log, basic) in pingaps.items():
         port = free_port()
-        write(f"{work}/{name}.toml", pingap_config(work, backend_port, port, access_log))
+        write(f"{work}/{name}.toml", pingap_config(work, backend_port, port, access_log, basic))
         process = spawn(PROXY_CPU, [binary, "-c", f"{work}/{name}.toml"], log)
         processes.append(process)
         proxies[name] = Proxy(name, process.pid)
@@ -495,6 +498,9 @@ def main():
                         help="seconds between the idle connections' answers and the RSS per connection")
     parser.add_argument("--modes", default=",".join(MODES), help=f"a comma-separated subset of {','.join(MODES)}, or none")
     parser.add_argument("--baseline", help="another pingap binary to run in the same rounds (pingap-before)")
+    parser.add_argument("--basic", default="",
+                        help="extra lines for the [basic] section of the pingap under test (not of "
+                             "--baseline), e.g. 'work_stealing = false', to compare a setting")
     parser.add_argument("--profile", action="store_true", help="perf-record each proxy under load")
     parser.add_argument("--profile-dwarf", action="store_true",
                         help="record call chains from the debug info (for inclusive costs with "
@@ -528,13 +534,13 @@ def main():
     work = tempfile.mkdtemp(prefix="pingap-bench-")
     # nginx workers run as an unprivileged user when started as root: let them read the files.
     os.chmod(work, 0o755)
-    pingaps = {"pingap": (binary, None)}
+    pingaps = {"pingap": (binary, None, args.basic)}
     if args.baseline:
-        pingaps["pingap-before"] = (os.path.abspath(args.baseline), None)
+        pingaps["pingap-before"] = (os.path.abspath(args.baseline), None, "")
     if "log" in modes:
-        pingaps["pingap+log"] = (binary, f"{work}/access.log")
+        pingaps["pingap+log"] = (binary, f"{work}/access.log", args.basic)
         if args.baseline:
-            pingaps["pingap-before+log"] = (os.path.abspath(args.baseline), f"{work}/access-before.log")
+            pingaps["pingap-before+log"] = (os.path.abspath(args.baseline), f"{work}/access-before.log", "")
     ports, processes, proxies = start_all(work, pingaps)
     ours = [name for name in ("pingap", "pingap-before") if name in proxies]
     try:

@@ -615,3 +615,153 @@ async fn a_client_that_goes_away_ends_its_upstream_request() {
         .unwrap();
     assert!(upstream_closed >= left);
 }
+
+/// What [`counting_backend`] reports: per connection (numbered in accept order), each request for
+/// a path starting with `/reuse` (`None`) and the moment the proxy closed it (`Some`).
+type ConnectionEvent = (usize, Option<std::time::Instant>);
+
+/// A raw HTTP/1.1 backend that answers every request head with `200 ok`, keeps its connections
+/// open and reports what happens on them.
+async fn counting_backend() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<ConnectionEvent>,
+) {
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel::<ConnectionEvent>();
+    tokio::spawn(async move {
+        for connection in 0.. {
+            let (mut upstream, _) = listener.accept().await.unwrap();
+            let events = events_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                loop {
+                    let read = upstream.read(&mut buf).await.unwrap_or(0);
+                    if read == 0 {
+                        let _ = events.send((connection, Some(Instant::now())));
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..read]);
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        // Only the test's requests count (not a health check, if any).
+                        if head.starts_with(b"GET /reuse") {
+                            let _ = events.send((connection, None));
+                        }
+                        head.drain(..end + 4);
+                        upstream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .unwrap();
+                    }
+                }
+            });
+        }
+    });
+    (addr, events)
+}
+
+/// The connections on which the requests reported so far were served.
+fn served_on(events: &mut tokio::sync::mpsc::UnboundedReceiver<ConnectionEvent>) -> Vec<usize> {
+    let mut served = Vec::new();
+    while let Ok((connection, None)) = events.try_recv() {
+        served.push(connection);
+    }
+    served
+}
+
+/// When the backend saw the proxy close `connection`, waiting at most 10 s.
+async fn closed_at(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<ConnectionEvent>,
+    connection: usize,
+) -> std::time::Instant {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let (closed, Some(at)) = events.recv().await.unwrap()
+                && closed == connection
+            {
+                break at;
+            }
+        }
+    })
+    .await
+    .expect("pingap closed the upstream connection within 10 s")
+}
+
+async fn get_ok(client: &reqwest::Client, url: String) {
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "ok");
+}
+
+/// Idle upstream connections are kept for reuse and closed once their `idle_timeout` has passed
+/// (pingap's idle pool, see vendor/pingora-core/PATCHED.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_then_closed_after_their_idle_timeout() {
+    use std::time::{Duration, Instant};
+    let (backend_addr, mut events) = counting_backend().await;
+    let pingap = Pingap::start(&single(
+        &[backend_addr.to_string()],
+        "",
+        "idle_timeout = '1s'",
+    ));
+    let client = client();
+    for _ in 0..3 {
+        get_ok(&client, pingap.url("main", "/reuse")).await;
+    }
+    let last_response = Instant::now();
+    let served = served_on(&mut events);
+    assert_eq!(served.len(), 3, "the backend served the three requests");
+    assert!(
+        served.iter().all(|&connection| connection == served[0]),
+        "the three requests shared one upstream connection: {served:?}"
+    );
+    let closed = closed_at(&mut events, served[0]).await;
+    assert!(
+        closed.duration_since(last_response) >= Duration::from_millis(900),
+        "the idle connection was kept until its idle timeout, not closed after {:?}",
+        closed.duration_since(last_response)
+    );
+}
+
+/// With the idle pool full, a connection released for another upstream takes the place of the
+/// one idle longest, which is closed, and is itself reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_upstream_pool_gives_way_to_the_latest_connection() {
+    use std::time::{Duration, Instant};
+    let (first_addr, mut first) = counting_backend().await;
+    let (second_addr, mut second) = counting_backend().await;
+    let pingap = Pingap::start(&format!(
+        "[basic]\nthreads = 1\nupstream_keepalive_pool_size = 1\n\
+         [upstreams.first]\naddrs = ['{first_addr}']\n\
+         [upstreams.second]\naddrs = ['{second_addr}']\n\
+         [locations.first]\npath = '/reuse/first'\nupstream = 'first'\n\
+         [locations.second]\npath = '/reuse/second'\nupstream = 'second'\n\
+         [servers.main]\naddr = '127.0.0.1:0'\nlocations = ['first', 'second']\n"
+    ));
+    let client = client();
+    get_ok(&client, pingap.url("main", "/reuse/first")).await;
+    let first_served = served_on(&mut first);
+    assert_eq!(first_served.len(), 1);
+    get_ok(&client, pingap.url("main", "/reuse/second")).await;
+    let released = Instant::now();
+    let evicted = closed_at(&mut first, first_served[0]).await;
+    assert!(
+        evicted.duration_since(released) < Duration::from_secs(5),
+        "the first upstream's idle connection was closed to make room, well before its 60 s \
+         idle timeout"
+    );
+    get_ok(&client, pingap.url("main", "/reuse/second")).await;
+    let second_served = served_on(&mut second);
+    assert_eq!(
+        second_served.len(),
+        2,
+        "the second upstream served both of its requests"
+    );
+    assert_eq!(
+        second_served[0], second_served[1],
+        "the second upstream's connection was kept in the full pool and reused"
+    );
+}
