@@ -22,7 +22,9 @@ Options for focused runs (each still side by side in one run, interleaved):
     --baseline PATH            also run another pingap binary (e.g. a copy of the build before a
                                change) in the same rounds, and print after/before ratios
     --basic 'KEY = VALUE'      extra [basic] settings for the pingap under test only (with
-                               --baseline set to the same binary, this compares a setting)
+                               --baseline set to the same binary, this compares a setting;
+                               `threads = N` replaces the default of one worker thread)
+    --baseline-basic 'K = V'   the same for the --baseline pingap
     --profile                  `perf record -e cpu-clock -g` each proxy under the same wrk load
                                (small body; `--profile-path /16k`) and print its kernel/user split
                                in µs per request and the top user-space symbols
@@ -219,8 +221,10 @@ def write(path, text):
 
 def pingap_config(work, backend_port, port, access_log=None, basic=""):
     log = f'access_log = "{access_log}"\naccess_log_format = "combined"\n' if access_log else ""
+    # One worker thread unless the extra [basic] lines set their own.
+    threads = "" if re.search(r"^\s*threads\s*=", basic, re.M) else "threads = 1"
     return f"""[basic]
-threads = 1
+{threads}
 {basic}
 log_level = "warn"
 upgrade_sock = "{work}/upgrade-{port}.sock"
@@ -501,6 +505,8 @@ def main():
     parser.add_argument("--basic", default="",
                         help="extra lines for the [basic] section of the pingap under test (not of "
                              "--baseline), e.g. 'work_stealing = false', to compare a setting")
+    parser.add_argument("--baseline-basic", default="",
+                        help="extra lines for the [basic] section of the --baseline pingap")
     parser.add_argument("--profile", action="store_true", help="perf-record each proxy under load")
     parser.add_argument("--profile-dwarf", action="store_true",
                         help="record call chains from the debug info (for inclusive costs with "
@@ -536,11 +542,11 @@ def main():
     os.chmod(work, 0o755)
     pingaps = {"pingap": (binary, None, args.basic)}
     if args.baseline:
-        pingaps["pingap-before"] = (os.path.abspath(args.baseline), None, "")
+        pingaps["pingap-before"] = (os.path.abspath(args.baseline), None, args.baseline_basic)
     if "log" in modes:
         pingaps["pingap+log"] = (binary, f"{work}/access.log", args.basic)
         if args.baseline:
-            pingaps["pingap-before+log"] = (os.path.abspath(args.baseline), f"{work}/access-before.log", "")
+            pingaps["pingap-before+log"] = (os.path.abspath(args.baseline), f"{work}/access-before.log", args.baseline_basic)
     ports, processes, proxies = start_all(work, pingaps)
     ours = [name for name in ("pingap", "pingap-before") if name in proxies]
     try:
