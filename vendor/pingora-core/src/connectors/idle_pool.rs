@@ -133,19 +133,19 @@ impl IdlePool {
     /// Removes the stream idle longest: from `key`'s shard if it holds one, otherwise from the
     /// other shards (locked one at a time).
     fn evict_oldest(&self, key: u64) -> Option<IdleStream> {
-        let mut oldest = pop_oldest(&mut self.shard(key).lock());
-        if oldest.is_none() {
+        let mut evicted = pop_oldest(&mut self.shard(key).lock());
+        if evicted.is_none() {
             let (_, shard) = self
                 .shards
                 .iter()
-                .filter_map(|shard| oldest_since(&shard.lock()).map(|since| (since, shard)))
+                .filter_map(|shard| oldest(&shard.lock()).map(|(since, _)| (since, shard)))
                 .min_by_key(|(since, _)| *since)?;
-            oldest = pop_oldest(&mut shard.lock());
+            evicted = pop_oldest(&mut shard.lock());
         }
-        if oldest.is_some() {
+        if evicted.is_some() {
             self.idle.fetch_sub(1, Ordering::Relaxed);
         }
-        oldest
+        evicted
     }
 
     /// Drops the idle streams that expired or that their server closed or wrote to.
@@ -180,21 +180,18 @@ impl IdlePool {
     }
 }
 
-/// When the stream of `shard` idle longest was released.
-fn oldest_since(shard: &Shard) -> Option<Instant> {
+/// When the stream of `shard` idle longest was released, and its peer's key.
+fn oldest(shard: &Shard) -> Option<(Instant, u64)> {
     shard
-        .values()
-        .filter_map(|streams| streams.front().map(|idle| idle.since))
+        .iter()
+        .filter_map(|(key, streams)| streams.front().map(|idle| (idle.since, *key)))
         .min()
 }
 
 /// Removes the stream of `shard` that has been idle longest.
 fn pop_oldest(shard: &mut Shard) -> Option<IdleStream> {
-    shard
-        .values_mut()
-        .filter(|streams| !streams.is_empty())
-        .min_by_key(|streams| streams.front().map(|idle| idle.since))?
-        .pop_front()
+    let (_, key) = oldest(shard)?;
+    shard.get_mut(&key)?.pop_front()
 }
 
 /// The sweeper: ends when the pool is dropped. Should its task be dropped first (its runtime
