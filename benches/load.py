@@ -435,18 +435,15 @@ def symbol_group(sym):
     return match.group(1) if match else f"{dso} (other)"
 
 
-# How perf records call chains: "fp" (frame pointers, the default and cheap; Rust code built
-# without frame pointers gives only the leaf reliably) or "dwarf,8192" (`--profile-dwarf`: full
-# Rust call chains from the debug info, for `perf report --children -i` on a kept recording).
-CALL_GRAPH = "fp"
-
-
-def profile(name, proxy, run, work, top):
+def profile(name, proxy, run, work, top, call_graph):
     """Records the proxy's whole process tree with perf while `run` loads it, and prints its
-    kernel/user split per request and its top user-space symbols."""
+    kernel/user split per request and its top user-space symbols. `call_graph` is perf's
+    `--call-graph` mode: "fp" (frame pointers, cheap; Rust code built without them gives only the
+    leaf reliably) or "dwarf,8192" (full Rust call chains from the debug info, for
+    `perf report --children -i` on a kept recording)."""
     data = f"{work}/perf-{name}.data"
     recorder = subprocess.Popen(
-        ["perf", "record", "-q", "-e", "cpu-clock", "--call-graph", CALL_GRAPH, "-o", data,
+        ["perf", "record", "-q", "-e", "cpu-clock", "--call-graph", call_graph, "-o", data,
          "-p", ",".join(str(p) for p in tree(proxy.pid))],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -522,9 +519,6 @@ def main():
     modes = set() if args.modes == "none" else set(args.modes.split(","))
     if modes - set(MODES):
         sys.exit(f"unknown modes: {', '.join(sorted(modes - set(MODES)))}")
-    if args.profile_dwarf:
-        global CALL_GRAPH
-        CALL_GRAPH = "dwarf,8192"
     for tool in ("nginx", "wrk", "h2load", "taskset") + (("perf",) if args.profile else ()):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install nginx wrk nghttp2-client util-linux linux-perf")
@@ -614,7 +608,7 @@ def main():
             budget = {}
             for name in ["nginx"] + ours:
                 budget[name] = profile(name, proxies[name], load(wrk, name, args.profile_path),
-                                       work, 15)
+                                       work, 15, "dwarf,8192" if args.profile_dwarf else "fp")
             print("\n| | CPU µs/req | kernel µs/req | user-space µs/req |")
             print("|---|---|---|---|")
             for name, b in budget.items():
