@@ -697,15 +697,21 @@ async fn get_ok(client: &reqwest::Client, url: String) {
 }
 
 /// Idle upstream connections are kept for reuse and closed once their `idle_timeout` has passed
-/// (pingap's idle pool, see vendor/pingora-core/PATCHED.md).
+/// (pingap's idle pool, see vendor/pingora-core/PATCHED.md), with work stealing off (the
+/// default: a pool per worker thread) and on (one pool for all threads).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused_then_closed_after_their_idle_timeout() {
+    for basic in ["", "[basic]\nthreads = 2\nwork_stealing = true\n"] {
+        reused_then_closed_after_idle_timeout(basic).await;
+    }
+}
+
+async fn reused_then_closed_after_idle_timeout(basic: &str) {
     use std::time::{Duration, Instant};
     let (backend_addr, mut events) = counting_backend().await;
-    let pingap = Pingap::start(&single(
-        &[backend_addr.to_string()],
-        "",
-        "idle_timeout = '1s'",
+    let pingap = Pingap::start(&format!(
+        "{basic}{}",
+        single(&[backend_addr.to_string()], "", "idle_timeout = '1s'")
     ));
     let client = client();
     for _ in 0..3 {
@@ -713,16 +719,48 @@ async fn upstream_connections_are_reused_then_closed_after_their_idle_timeout() 
     }
     let last_response = Instant::now();
     let served = served_on(&mut events);
-    assert_eq!(served.len(), 3, "the backend served the three requests");
+    assert_eq!(
+        served.len(),
+        3,
+        "the backend served the three requests ({basic})"
+    );
     assert!(
         served.iter().all(|&connection| connection == served[0]),
-        "the three requests shared one upstream connection: {served:?}"
+        "the three requests shared one upstream connection ({basic}): {served:?}"
     );
     let closed = closed_at(&mut events, served[0]).await;
     assert!(
         closed.duration_since(last_response) >= Duration::from_millis(900),
-        "the idle connection was kept until its idle timeout, not closed after {:?}",
+        "the idle connection was kept until its idle timeout, not closed after {:?} ({basic})",
         closed.duration_since(last_response)
+    );
+}
+
+/// With work stealing off (the default), each worker thread reuses only the upstream connections it released
+/// (their I/O is driven by that thread's scheduler), as nginx workers do: client connections,
+/// which pingora places on a thread at random, are served over one upstream connection per
+/// thread. The chance that 24 client connections all land on one of the two threads is 2^-23.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_work_stealing_each_thread_keeps_its_own_upstream_connections() {
+    let (backend_addr, mut events) = counting_backend().await;
+    let pingap = Pingap::start(&format!(
+        "[basic]\nthreads = 2\nwork_stealing = false\n{}",
+        single(&[backend_addr.to_string()], "", "")
+    ));
+    for _ in 0..24 {
+        // A new client each time: a new client connection, placed on either thread.
+        get_ok(&client(), pingap.url("main", "/reuse")).await;
+    }
+    let served = served_on(&mut events);
+    assert_eq!(served.len(), 24, "the backend served every request");
+    let connections: std::collections::BTreeSet<_> = served.iter().collect();
+    assert!(
+        connections.len() >= 2,
+        "each thread opened an upstream connection of its own: {served:?}"
+    );
+    assert!(
+        connections.len() <= 6,
+        "each thread reused its upstream connection: {served:?}"
     );
 }
 

@@ -43,8 +43,8 @@ pub struct Basic {
     pub name: Option<String>,
     /// Worker threads per server (default: the number of CPUs).
     pub threads: Option<usize>,
-    /// Whether worker threads steal work from each other (default true; false: each connection
-    /// stays on the thread that accepted it).
+    /// Whether worker threads steal work from each other (default false: each connection stays
+    /// on the thread that accepted it, and each thread reuses its own upstream connections).
     pub work_stealing: Option<bool>,
     /// Where to write the process id when running as a daemon.
     pub pid_file: Option<PathBuf>,

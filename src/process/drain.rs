@@ -71,7 +71,7 @@ impl BackgroundService for Drain {
         // The flush blocks (up to 2 s) on the access log writers' threads and the trace
         // exporter's own runtime, never on this scheduler's tasks, and the process ends right
         // after, so it runs here directly: `block_in_place` is refused by the single-threaded
-        // schedulers that `work_stealing = false` gives each service.
+        // schedulers that `work_stealing = false` (the default) gives each service.
         crate::observe::flush(self.runtime.load().access_log_sinks());
         std::process::exit(0);
     }

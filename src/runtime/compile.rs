@@ -265,7 +265,10 @@ impl Compiler<'_> {
         ProcessPlan {
             name: basic.name.clone().unwrap_or_else(|| "pingap".to_string()),
             threads,
-            work_stealing: basic.work_stealing.unwrap_or(true),
+            // Each connection stays on the thread that took it and reuses that thread's upstream
+            // connections, as in nginx's workers: less cross-thread work per request (see the
+            // README's Performance, Round 2).
+            work_stealing: basic.work_stealing.unwrap_or(false),
             pid_file: resolve_file(&basic.pid_file),
             error_log: resolve_file(&basic.error_log),
             upgrade_sock: resolve_file(&basic.upgrade_sock)

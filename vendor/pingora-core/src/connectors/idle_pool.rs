@@ -21,22 +21,55 @@
 //! checks that the stream is still open before it hands it out, as before.
 //!
 //! The pool holds about `capacity` streams (concurrent releases may pass it by one each): when
-//! it is full, the stream idle longest gives way, taken from the releasing peer's shard if that
+//! it is full, the stream idle longest gives way, taken from the releasing key's shard if that
 //! holds any, otherwise from the other shards. Streams are closed outside the shard locks.
+//!
+//! A pool may keep each worker thread's streams apart ([`IdlePool::new`]'s `per_thread`): a
+//! thread then reuses only the streams it released, as an nginx worker does. That is for
+//! runtimes without work stealing, where a stream's readiness is reported by the scheduler of
+//! the thread that opened it: a request on another thread would wait for that thread to poll
+//! its I/O driver, and each of its wakeups would cross threads.
 
 use super::test_reusable_stream;
 use crate::protocols::Stream;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// How often the sweeper drops expired and closed idle streams.
 pub(crate) const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
-/// Peers are spread over this many locks by their reuse hash.
+/// Peers (or, when the pool is kept per thread, threads) are spread over this many locks.
 const SHARDS: usize = 16;
+
+/// Whose idle streams to a peer are meant: every thread's (`thread` 0), or one thread's.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PoolKey {
+    peer: u64,
+    thread: u32,
+}
+
+impl PoolKey {
+    fn shard(self) -> usize {
+        let spread = if self.thread == 0 {
+            self.peer
+        } else {
+            u64::from(self.thread)
+        };
+        (spread % SHARDS as u64) as usize
+    }
+}
+
+/// A number for the calling thread, unique in the process and never 0.
+fn thread_number() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    thread_local! {
+        static NUMBER: u32 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NUMBER.with(|number| *number)
+}
 
 struct IdleStream {
     stream: Stream,
@@ -50,13 +83,14 @@ impl IdleStream {
     }
 }
 
-/// The idle streams of the peers whose reuse hash falls in one shard. A peer's deque is kept
-/// when it empties (so a peer whose one connection comes and goes does not allocate each
-/// time) and pruned by the sweeper.
-type Shard = HashMap<u64, VecDeque<IdleStream>>;
+/// The idle streams of the keys that fall in one shard. A key's deque is kept when it empties
+/// (so a peer whose one connection comes and goes does not allocate each time) and pruned by
+/// the sweeper.
+type Shard = HashMap<PoolKey, VecDeque<IdleStream>>;
 
 pub(crate) struct IdlePool {
     capacity: usize,
+    per_thread: bool,
     idle: AtomicUsize,
     shards: [Mutex<Shard>; SHARDS],
     sweeping: AtomicBool,
@@ -65,9 +99,12 @@ pub(crate) struct IdlePool {
 }
 
 impl IdlePool {
-    pub(crate) fn new(capacity: usize, unexpected_data: Arc<AtomicU64>) -> Self {
+    /// A pool of about `capacity` streams; with `per_thread`, a thread reuses only the streams
+    /// it released.
+    pub(crate) fn new(capacity: usize, per_thread: bool, unexpected_data: Arc<AtomicU64>) -> Self {
         IdlePool {
             capacity,
+            per_thread,
             idle: AtomicUsize::new(0),
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             sweeping: AtomicBool::new(false),
@@ -75,15 +112,22 @@ impl IdlePool {
         }
     }
 
-    fn shard(&self, key: u64) -> &Mutex<Shard> {
-        &self.shards[(key % SHARDS as u64) as usize]
+    /// The key under which the calling thread releases and reuses streams to `peer`.
+    fn key(&self, peer: u64) -> PoolKey {
+        let thread = if self.per_thread { thread_number() } else { 0 };
+        PoolKey { peer, thread }
     }
 
-    /// Keeps `stream` for a later [`Self::take`] with the same `key`, until `idle_timeout`.
-    /// Returns how long a stream dropped to make room had been idle.
+    fn shard(&self, key: PoolKey) -> &Mutex<Shard> {
+        &self.shards[key.shard()]
+    }
+
+    /// Keeps `stream` for a later [`Self::take`] for the same `peer` (on the same thread when
+    /// the pool is kept per thread), until `idle_timeout`. Returns how long a stream dropped to
+    /// make room had been idle.
     pub(crate) fn put(
         self: &Arc<Self>,
-        key: u64,
+        peer: u64,
         stream: Stream,
         idle_timeout: Option<Duration>,
     ) -> Option<Duration> {
@@ -91,6 +135,7 @@ impl IdlePool {
             return None;
         }
         self.start_sweeper();
+        let key = self.key(peer);
         let now = Instant::now();
         let evicted = if self.idle.load(Ordering::Relaxed) >= self.capacity {
             self.evict_oldest(key)
@@ -109,8 +154,9 @@ impl IdlePool {
         evicted.map(|oldest| now.saturating_duration_since(oldest.since))
     }
 
-    /// The most recently released stream for `key` that has not expired.
-    pub(crate) fn take(&self, key: u64) -> Option<Stream> {
+    /// The most recently released stream for `peer` that has not expired.
+    pub(crate) fn take(&self, peer: u64) -> Option<Stream> {
+        let key = self.key(peer);
         let now = Instant::now();
         let mut expired = Vec::new();
         let mut shard = self.shard(key).lock();
@@ -132,7 +178,7 @@ impl IdlePool {
 
     /// Removes the stream idle longest: from `key`'s shard if it holds one, otherwise from the
     /// other shards (locked one at a time).
-    fn evict_oldest(&self, key: u64) -> Option<IdleStream> {
+    fn evict_oldest(&self, key: PoolKey) -> Option<IdleStream> {
         let mut evicted = pop_oldest(&mut self.shard(key).lock());
         if evicted.is_none() {
             let (_, shard) = self
@@ -180,12 +226,12 @@ impl IdlePool {
     }
 }
 
-/// When the stream of `shard` idle longest was released, and its peer's key.
-fn oldest(shard: &Shard) -> Option<(Instant, u64)> {
+/// When the stream of `shard` idle longest was released, and its key.
+fn oldest(shard: &Shard) -> Option<(Instant, PoolKey)> {
     shard
         .iter()
         .filter_map(|(key, streams)| streams.front().map(|idle| (idle.since, *key)))
-        .min()
+        .min_by_key(|(since, _)| *since)
 }
 
 /// Removes the stream of `shard` that has been idle longest.

@@ -111,6 +111,11 @@ pub struct ConnectorOptions {
     /// Optional callback for observing how long upstream connections stayed idle
     /// before leaving the keep-alive pool without reuse.
     pub keepalive_pool_callback: Option<PoolCallback>,
+    /// pingap patch: keep each thread's idle connections apart, so that a thread reuses only
+    /// the connections it released. Set from [ServerConf] when work stealing is off: each
+    /// thread then runs a scheduler of its own, which alone drives the I/O of the connections
+    /// opened on it.
+    pub keepalive_pool_per_thread: bool,
 }
 
 impl ConnectorOptions {
@@ -148,6 +153,7 @@ impl ConnectorOptions {
             bind_to_v4,
             bind_to_v6,
             keepalive_pool_callback: None,
+            keepalive_pool_per_thread: !server_conf.work_stealing,
         }
     }
 
@@ -164,6 +170,7 @@ impl ConnectorOptions {
             bind_to_v4: vec![],
             bind_to_v6: vec![],
             keepalive_pool_callback: None,
+            keepalive_pool_per_thread: false,
         }
     }
 }
@@ -203,10 +210,15 @@ impl TransportConnector {
         let keepalive_pool_callback = options
             .as_ref()
             .and_then(|o| o.keepalive_pool_callback.clone());
+        let pool_per_thread = options.as_ref().is_some_and(|o| o.keepalive_pool_per_thread);
         let unexpected_data_conn_count = Arc::new(AtomicU64::new(0));
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
-            idle_pool: Arc::new(IdlePool::new(pool_size, unexpected_data_conn_count.clone())),
+            idle_pool: Arc::new(IdlePool::new(
+                pool_size,
+                pool_per_thread,
+                unexpected_data_conn_count.clone(),
+            )),
             offload: offload.map(|v| OffloadRuntime::new("upstream connect offload", v.0, v.1)),
             bind_to_v4,
             bind_to_v6,
