@@ -54,6 +54,57 @@ async fn upstreams_can_be_reached_over_h2c() {
     }
 }
 
+/// With work stealing off (the default), each worker thread keeps its own HTTP/2 upstream
+/// connections: the requests of one h2c client connection (on one thread) share one, and
+/// client connections, which pingora places on the two threads at random, are served over at
+/// least one per thread. The chance that 24 client connections all land on one thread is 2^-23.
+/// (A request may arrive before the previous one on its thread has released its upstream
+/// connection, and then opens another; the upper bound allows for that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_thread_keeps_its_own_http2_upstream_connection() {
+    use std::collections::BTreeSet;
+    let backend = Backend::start("b").await;
+    let pingap = Pingap::start(&format!(
+        "[basic]\nthreads = 2\n{}",
+        config(&backend, "protocol = 'h2'", "h2c = true")
+    ));
+    async fn upstream_connection(client: &reqwest::Client, url: String) -> String {
+        let response = client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let from = response.headers()["x-echo-from"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let echo: Echo = response.json().await.unwrap();
+        assert_eq!(echo.version, "HTTP/2.0");
+        from
+    }
+    // HTTP/2 to pingap too: every request on one client connection.
+    let one_client = client_builder().http2_prior_knowledge().build().unwrap();
+    let mut one_connection = BTreeSet::new();
+    for _ in 0..5 {
+        one_connection.insert(upstream_connection(&one_client, pingap.url("main", "/one")).await);
+    }
+    assert_eq!(
+        one_connection.len(),
+        1,
+        "one client connection's requests shared one upstream connection: {one_connection:?}"
+    );
+    let mut all = one_connection;
+    for _ in 0..24 {
+        // A new client each time: a new client connection, placed on either thread.
+        all.insert(upstream_connection(&client(), pingap.url("main", "/many")).await);
+    }
+    assert!(
+        all.len() >= 2,
+        "each of the two threads opened an upstream connection of its own: {all:?}"
+    );
+    assert!(
+        all.len() <= 6,
+        "each thread reused its upstream connections: {all:?}"
+    );
+}
+
 #[test]
 fn protocol_keys_are_checked() {
     let (status, output) = check_config(

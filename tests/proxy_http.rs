@@ -6,7 +6,7 @@
 mod common;
 
 use common::backend::{Echo, fnv};
-use common::{Backend, Pingap, RefusingPort, client, get_json, raw_exchange};
+use common::{Backend, Pingap, RefusingPort, client, client_builder, get_json, raw_exchange};
 
 /// A config with one server `main` on an ephemeral port whose location `api` (path `/`, plus
 /// `extra` keys) proxies to `addrs`.
@@ -698,10 +698,15 @@ async fn get_ok(client: &reqwest::Client, url: String) {
 
 /// Idle upstream connections are kept for reuse and closed once their `idle_timeout` has passed
 /// (pingap's idle pool, see vendor/pingora-core/PATCHED.md), with work stealing off (the
-/// default: a pool per worker thread) and on (one pool for all threads).
+/// default: a pool per worker thread) and on (one pool for all threads). With work stealing off
+/// there is one thread: the client may open a second connection for a request (it does not wait
+/// for the first to be back in its pool), and that must find the same thread's pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_reused_then_closed_after_their_idle_timeout() {
-    for basic in ["", "[basic]\nthreads = 2\nwork_stealing = true\n"] {
+    for basic in [
+        "[basic]\nthreads = 1\n",
+        "[basic]\nthreads = 2\nwork_stealing = true\n",
+    ] {
         reused_then_closed_after_idle_timeout(basic).await;
     }
 }
@@ -803,5 +808,29 @@ async fn a_full_upstream_pool_gives_way_to_the_latest_connection() {
     assert_eq!(
         second_served[0], second_served[1],
         "the second upstream's connection was kept in the full pool and reused"
+    );
+}
+
+/// With work stealing off (the default), an HTTP/2 connection's requests run on the connection's
+/// thread, so they reuse that thread's upstream connection: 24 requests over one h2c connection
+/// are served over one upstream connection. (Were each request placed on a thread at random, as
+/// pingora does, the two threads would each open one; the chance that all 24 land on one is
+/// 2^-23.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connections_requests_stay_on_its_thread() {
+    let (backend_addr, mut events) = counting_backend().await;
+    let pingap = Pingap::start(&format!(
+        "[basic]\nthreads = 2\n{}h2c = true\n",
+        single(&[backend_addr.to_string()], "", "")
+    ));
+    let h2 = client_builder().http2_prior_knowledge().build().unwrap();
+    for _ in 0..24 {
+        get_ok(&h2, pingap.url("main", "/reuse")).await;
+    }
+    let served = served_on(&mut events);
+    assert_eq!(served.len(), 24, "the backend served every request");
+    assert!(
+        served.iter().all(|&connection| connection == served[0]),
+        "the requests of one HTTP/2 connection shared one upstream connection: {served:?}"
     );
 }

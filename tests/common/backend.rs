@@ -9,7 +9,9 @@
 //! them in 64 KiB chunks without one; `x-echo-content-type` sets the content type of those;
 //! with `x-echo-hold: 1` a stream stops after its first chunk until [`Backend::release`].
 //! [`Backend::set_status`] and [`Backend::set_delay_ms`] make one backend misbehave for every
-//! request; dropping a backend closes its listener and its open connections.
+//! request; dropping a backend closes its listener and its open connections. Every answer
+//! carries `x-echo-from`, the address its connection came from, which tells the proxy's
+//! upstream connections apart.
 //! Request bodies are hashed as they arrive, never kept.
 
 use std::convert::Infallible;
@@ -111,7 +113,7 @@ impl Backend {
         tokio::spawn(async move {
             let mut accepting = stopped.clone();
             loop {
-                let (stream, _) = tokio::select! {
+                let (stream, from) = tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok(accepted) => accepted,
                         Err(_) => continue,
@@ -123,7 +125,7 @@ impl Backend {
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let (name, counters) = (name.clone(), counters.clone());
-                        async move { Ok::<_, Infallible>(echo(&name, req, &counters).await) }
+                        async move { Ok::<_, Infallible>(echo(&name, from, req, &counters).await) }
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -224,6 +226,7 @@ pub const HEALTH_CHECK_PATH: &str = "/healthz";
 
 async fn echo(
     name: &str,
+    from: SocketAddr,
     req: Request<Incoming>,
     counters: &Counters,
 ) -> Response<BoxBody<Bytes, Infallible>> {
@@ -273,7 +276,11 @@ async fn echo(
         body_len,
         body_fnv,
     };
-    let mut response = Response::builder().status(status).header("server", "echo");
+    // The address the request's connection came from (the proxy's end of it).
+    let mut response = Response::builder()
+        .status(status)
+        .header("server", "echo")
+        .header("x-echo-from", from.to_string());
     if let Some((name, value)) = header("x-echo-header").and_then(|v| v.split_once(':')) {
         response = response.header(name.trim(), value.trim());
     }

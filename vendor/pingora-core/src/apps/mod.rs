@@ -544,7 +544,10 @@ async fn serve_h2<T>(
         |h2_stream, guard| {
             let app = app.clone();
             let shutdown = shutdown_for_session.clone();
-            pingora_runtime::current_handle().spawn(async move {
+            // pingap patch: a stream runs on its connection's thread (the current runtime), not
+            // on a random one: without work stealing, each thread has a scheduler of its own, and
+            // a stream elsewhere would cross threads for every frame it sends or receives.
+            tokio::spawn(async move {
                 // hold `guard` for the session's lifetime so the accept
                 // loop's idle timeout sees this connection as busy.
                 let _guard = guard;

@@ -63,7 +63,7 @@ impl PoolKey {
 }
 
 /// A number for the calling thread, unique in the process and never 0.
-fn thread_number() -> u32 {
+pub(crate) fn thread_number() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     thread_local! {
         static NUMBER: u32 = NEXT.fetch_add(1, Ordering::Relaxed);

@@ -15,7 +15,7 @@
 //! Connecting to servers
 
 pub mod http;
-mod idle_pool;
+pub(crate) mod idle_pool;
 pub mod l4;
 #[cfg(feature = "any_tls")]
 mod tls;

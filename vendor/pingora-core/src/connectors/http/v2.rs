@@ -13,6 +13,7 @@
 // limitations under the License.
 
 use super::HttpSession;
+use crate::connectors::idle_pool::thread_number;
 use crate::connectors::{ConnectorOptions, IdleConnection, PoolCallback, TransportConnector};
 use crate::protocols::http::custom::client::Session;
 use crate::protocols::http::v1::client::HttpSession as Http1Session;
@@ -26,7 +27,9 @@ use log::debug;
 use parking_lot::{Mutex, RwLock};
 use pingora_error::{Error, ErrorType::*, OkOrErr, OrErr, Result};
 use pingora_pool::{ConnectionMeta, ConnectionPool, PoolNode};
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -307,6 +310,8 @@ pub struct Connector {
     // the pool of h2 connections that have ongoing streams
     in_use_pool: InUsePool,
     pool_callback: Option<PoolCallback>,
+    // pingap patch: each thread pools its own connections (`keepalive_pool_per_thread`)
+    per_thread: bool,
 }
 
 impl Connector {
@@ -318,13 +323,29 @@ impl Connector {
         let pool_callback = options
             .as_ref()
             .and_then(|o| o.keepalive_pool_callback.clone());
+        let per_thread = options.as_ref().is_some_and(|o| o.keepalive_pool_per_thread);
         // connection offload is handled by the [TransportConnector]
         Connector {
             transport: TransportConnector::new(options),
             idle_pool: Arc::new(ConnectionPool::new(pool_size)),
             in_use_pool: InUsePool::new(),
             pool_callback,
+            per_thread,
         }
+    }
+
+    // pingap patch
+    /// The key under which the calling thread pools its connections to `peer`: the peer's reuse
+    /// hash, combined with the thread when each thread keeps its own connections (their I/O is
+    /// then driven by the scheduler of the thread that opened them).
+    fn pool_key<P: Peer>(&self, peer: &P) -> u64 {
+        let reuse_hash = peer.reuse_hash();
+        if !self.per_thread {
+            return reuse_hash;
+        }
+        let mut hasher = DefaultHasher::new();
+        (reuse_hash, thread_number()).hash(&mut hasher);
+        hasher.finish()
     }
 
     pub fn transport(&self) -> &TransportConnector {
@@ -385,7 +406,7 @@ impl Connector {
             "newly created connection has no free streams (server may have sent GOAWAY)",
         )?;
         if conn.more_streams_allowed() {
-            self.in_use_pool.insert(peer.reuse_hash(), conn);
+            self.in_use_pool.insert(self.pool_key(peer), conn);
         }
         Ok(HttpSession::H2(h2_stream))
     }
@@ -399,7 +420,7 @@ impl Connector {
     ) -> Result<Option<Http2Session>> {
         // check in use pool first so that we use fewer total connections
         // then idle pool
-        let reuse_hash = peer.reuse_hash();
+        let reuse_hash = self.pool_key(peer);
 
         // NOTE: We grab a conn from the pools, create a new stream and put the conn back if the
         // conn has more free streams. During this process another caller could arrive but is not
@@ -460,7 +481,7 @@ impl Connector {
         idle_timeout: Option<Duration>,
     ) {
         let id = session.conn.id();
-        let reuse_hash = peer.reuse_hash();
+        let reuse_hash = self.pool_key(peer);
         // get a ref to the connection, which we might need below, before dropping the h2
         let conn = session.conn();
 
@@ -575,7 +596,6 @@ impl H2HandshakeSettings {
 /// Perform an HTTP/2 handshake on the given stream with the given settings.
 pub async fn handshake(stream: Stream, settings: H2HandshakeSettings) -> Result<ConnectionRef> {
     use h2::client::Builder;
-    use pingora_runtime::current_handle;
 
     let max_streams = settings.max_streams;
 
@@ -647,7 +667,9 @@ pub async fn handshake(stream: Stream, settings: H2HandshakeSettings) -> Result<
 
     let (closed_tx, closed_rx) = watch::channel(false);
 
-    current_handle().spawn(async move {
+    // pingap patch: the connection is driven on the thread that opened it, whose scheduler
+    // reports its socket's readiness when work stealing is off (not on a random thread).
+    tokio::spawn(async move {
         drive_connection(
             connection,
             id,
