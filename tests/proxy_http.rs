@@ -626,6 +626,16 @@ async fn counting_backend() -> (
     std::net::SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<ConnectionEvent>,
 ) {
+    counting_backend_answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await
+}
+
+/// [`counting_backend`], answering every request head with `answer`, in one write.
+async fn counting_backend_answering(
+    answer: &'static [u8],
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<ConnectionEvent>,
+) {
     use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -651,10 +661,7 @@ async fn counting_backend() -> (
                             let _ = events.send((connection, None));
                         }
                         head.drain(..end + 4);
-                        upstream
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await
-                            .unwrap();
+                        upstream.write_all(answer).await.unwrap();
                     }
                 }
             });
@@ -768,6 +775,40 @@ async fn without_work_stealing_each_thread_keeps_its_own_upstream_connections() 
     assert!(
         connections.len() <= 6,
         "each thread reused its upstream connection: {served:?}"
+    );
+}
+
+/// A backend that sends more than its `Content-Length` (here a second response, in the same
+/// write as the first): the client gets just the declared body, and the connection, whose next
+/// bytes were never asked for, is not reused, so those bytes are never taken for the answer to
+/// the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_past_an_upstream_responses_length_never_answer_another_request() {
+    let (backend_addr, mut events) = counting_backend_answering(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
+          HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled",
+    )
+    .await;
+    // One thread: the second request would find the first one's connection, were it pooled.
+    let pingap = Pingap::start(&format!(
+        "[basic]\nthreads = 1\n{}",
+        single(&[backend_addr.to_string()], "", "")
+    ));
+    let client = client();
+    for _ in 0..3 {
+        get_ok(&client, pingap.url("main", "/reuse")).await;
+    }
+    // The events so far, closes included (`served_on` stops at the first close).
+    let mut served = Vec::new();
+    while let Ok((connection, closed)) = events.try_recv() {
+        if closed.is_none() {
+            served.push(connection);
+        }
+    }
+    assert_eq!(
+        served,
+        [0, 1, 2],
+        "each request had a fresh upstream connection"
     );
 }
 

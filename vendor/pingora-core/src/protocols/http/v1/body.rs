@@ -174,7 +174,14 @@ impl BodyReader {
     }
 
     fn prepare_buf(&mut self, buf_to_rewind: &[u8]) {
-        let mut body_buf = BytesMut::with_capacity(self.body_buf_size.max(buf_to_rewind.len()));
+        self.prepare_buf_with_room(buf_to_rewind, self.body_buf_size);
+    }
+
+    // pingap patch
+    /// [`Self::prepare_buf`] with a buffer of `room` bytes, or of `buf_to_rewind`'s length if
+    /// that is more.
+    fn prepare_buf_with_room(&mut self, buf_to_rewind: &[u8], room: usize) {
+        let mut body_buf = BytesMut::with_capacity(room.max(buf_to_rewind.len()));
         if !buf_to_rewind.is_empty() {
             self.rewind_buf_len = buf_to_rewind.len();
             // TODO: this is still 1 copy. Make it zero
@@ -246,7 +253,15 @@ impl BodyReader {
                 }
             }
             _ => {
-                self.prepare_buf(buf_to_rewind);
+                // pingap patch: a body that came whole with the header is never read into, so
+                // its buffer holds just those bytes, without room for `body_buf_size` more
+                // (64 KiB: for the allocator, a large allocation on every response).
+                let room = if buf_to_rewind.len() >= cl {
+                    0
+                } else {
+                    self.body_buf_size
+                };
+                self.prepare_buf_with_room(buf_to_rewind, room);
                 self.body_state = PS::Partial(0, cl);
             }
         }
