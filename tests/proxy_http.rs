@@ -670,11 +670,14 @@ async fn counting_backend_answering(
     (addr, events)
 }
 
-/// The connections on which the requests reported so far were served.
+/// The connections on which the requests reported so far were served. Closes reported so far
+/// are passed over (and so no longer there for [`closed_at`]).
 fn served_on(events: &mut tokio::sync::mpsc::UnboundedReceiver<ConnectionEvent>) -> Vec<usize> {
     let mut served = Vec::new();
-    while let Ok((connection, None)) = events.try_recv() {
-        served.push(connection);
+    while let Ok((connection, closed)) = events.try_recv() {
+        if closed.is_none() {
+            served.push(connection);
+        }
     }
     served
 }
@@ -798,13 +801,7 @@ async fn bytes_past_an_upstream_responses_length_never_answer_another_request() 
     for _ in 0..3 {
         get_ok(&client, pingap.url("main", "/reuse")).await;
     }
-    // The events so far, closes included (`served_on` stops at the first close).
-    let mut served = Vec::new();
-    while let Ok((connection, closed)) = events.try_recv() {
-        if closed.is_none() {
-            served.push(connection);
-        }
-    }
+    let served = served_on(&mut events);
     assert_eq!(
         served,
         [0, 1, 2],
